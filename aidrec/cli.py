@@ -1,0 +1,61 @@
+"""The one command line: ``aidrec``. Each command is a thin layer over a package function."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aidrec.settings import get_settings
+from features import cli as features_cli
+from features.contract import parse_records
+from features.synthetic import generate_history
+from features.tables import read_table, write_table
+from features.wages import WageTable
+
+app = typer.Typer(
+    help="Reference amounts and leads for state judicial assistance (国家司法救助).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = logging.getLogger("aidrec")
+
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command()(features_cli.validate)
+app.command()(features_cli.generate)
+
+
+@app.command()
+def run(
+    rows: Annotated[int, typer.Option(min=1000, help="cases in the generated history")] = 200_000,
+    seed: Annotated[int, typer.Option(help="seed of the generated history")] = 2026,
+) -> None:
+    """The main job: generate a history if there is none, and validate it."""
+    settings = get_settings()
+    history: Path = settings.history_path
+    if not history.exists():
+        log.info("no history at %s: generating %d cases", history, rows)
+        frame = generate_history(rows, seed, wage_table=WageTable.from_csv(settings.wage_table))
+        write_table(frame, history)
+    parsed = parse_records(read_table(history))
+    for line in features_cli.violation_lines(parsed, limit=10):
+        log.info(line)
+    if parsed.violations:
+        raise typer.Exit(1)
+    log.info("history ready: %s (%d cases)", history, len(parsed.frame))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,544 @@
+"""The case-record contract (v1): the one definition of every field a case system sends.
+
+Everything that reads case records (the ``validate`` command, the training pipeline, the
+API schemas) builds on :data:`FIELDS`, so the contract of ``shared/case-record.md`` is
+written down exactly once. :func:`parse_records` turns a raw table (text from CSV, native
+values from Parquet or JSON) into the canonical typed frame the rest of the project uses,
+and reports every value that breaks the contract as a :class:`Violation` naming the row,
+the field and the rule in plain words. Nothing is ever silently defaulted.
+
+Canonical representation (what ``parse_records`` returns and the case vectors read):
+numbers, integers and booleans as ``float64`` (NaN = unknown, booleans 1.0/0.0), strings
+and enum tokens as ``object`` (``None`` = unknown), ``registry_flags`` as the sorted tokens
+joined by ``|`` (``""`` = the empty list, ``None`` = unknown).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CONTRACT_VERSION = "v1"
+
+
+class Kind(StrEnum):
+    """The wire type of a field."""
+
+    STRING = "string"
+    INT = "int"
+    NUMBER = "number"
+    BOOL = "bool"
+    ENUM = "enum"
+    LIST = "list"
+
+
+class Group(StrEnum):
+    """The section of the contract a field belongs to."""
+
+    IDENTITY = "identity"
+    HARM = "harm"
+    COMPENSATION = "compensation"
+    HARDSHIP = "hardship"
+    EXCLUSION = "exclusion"
+    OUTCOME = "outcome"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of the contract: its wire name, type, constraints and Chinese label."""
+
+    name: str
+    kind: Kind
+    required: bool
+    zh: str
+    group: Group
+    values: tuple[str, ...] = ()
+    labels_zh: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    description: str = ""
+
+    def rule_text(self) -> str:
+        """The field's constraint in plain words, for error messages and API docs."""
+        if self.kind is Kind.STRING:
+            return f"a text of 1 to {self.max_length} characters"
+        if self.kind is Kind.INT:
+            hi = "" if self.maximum is None else f" to {self.maximum:g}"
+            return f"a whole number from {self.minimum:g}{hi}"
+        if self.kind is Kind.NUMBER:
+            return "an amount in yuan: a finite number ≥ 0"
+        if self.kind is Kind.BOOL:
+            return "true or false"
+        if self.kind is Kind.ENUM:
+            return "one of " + ", ".join(self.values)
+        return "a list of " + ", ".join(self.values)
+
+
+PROVINCE_CODES: tuple[str, ...] = (
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+    "65",
+)  # fmt: skip
+
+CRIME_TYPES = (
+    "intentional_injury", "intentional_homicide", "negligent_homicide", "traffic_accident",
+    "rape", "robbery", "fraud", "theft", "illegal_fundraising", "wage_arrears",
+    "abuse_abandonment", "civil_tort", "other",
+)  # fmt: skip
+CRIME_TYPES_ZH = (
+    "故意伤害", "故意杀人", "过失致人死亡", "交通肇事", "强奸", "抢劫", "诈骗", "盗窃", "非法集资",
+    "拒不支付劳动报酬", "虐待遗弃", "民事侵权", "其他",
+)  # fmt: skip
+APPLICANT_ROLES = ("victim", "close_relative", "witness_or_reporter")
+HARM_OUTCOMES = ("death", "severe_injury", "minor_injury", "slight_injury", "property_loss", "none")
+OFFENDER_STATUSES = ("able_to_pay", "unable_to_pay", "deceased", "unidentified", "unknown")
+LOW_INCOME_STATUSES = ("none", "dibao", "tekun", "marginal", "poverty_monitoring")
+LABOR_CAPACITIES = ("full", "partial", "none")
+REGISTRY_FLAGS = (
+    "women_federation_hardship",
+    "veteran_family",
+    "orphan_or_left_behind_child",
+    "serious_illness",
+)
+
+_I, _H, _C, _D, _X, _O = (
+    Group.IDENTITY,
+    Group.HARM,
+    Group.COMPENSATION,
+    Group.HARDSHIP,
+    Group.EXCLUSION,
+    Group.OUTCOME,
+)
+
+
+def _money(name: str, zh: str, group: Group, description: str = "") -> FieldSpec:
+    return FieldSpec(name, Kind.NUMBER, False, zh, group, minimum=0.0, description=description)
+
+
+def _flag(name: str, zh: str, group: Group, description: str = "") -> FieldSpec:
+    return FieldSpec(name, Kind.BOOL, False, zh, group, description=description)
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("case_id", Kind.STRING, True, "案件编号", _I, max_length=64),
+    FieldSpec(
+        "province_code", Kind.ENUM, True, "办案检察院所在省份", _I, values=PROVINCE_CODES,
+        description="2-digit GB/T 2260 code of the deciding procuratorate's province",
+    ),
+    FieldSpec("decision_year", Kind.INT, True, "救助决定（或评估）年度", _I,
+              minimum=2014, maximum=2035),
+    FieldSpec(
+        "crime_type", Kind.ENUM, True, "案由", _I, values=CRIME_TYPES, labels_zh=CRIME_TYPES_ZH
+    ),
+    FieldSpec(
+        "applicant_role", Kind.ENUM, True, "申请人身份", _I, values=APPLICANT_ROLES,
+        labels_zh=("被害人", "近亲属", "证人/举报人/鉴定人"),
+    ),
+    FieldSpec(
+        "harm_outcome", Kind.ENUM, True, "损害后果", _H, values=HARM_OUTCOMES,
+        labels_zh=("死亡", "重伤", "轻伤", "轻微伤", "财产损失", "无"),
+    ),
+    FieldSpec(
+        "disability_grade", Kind.INT, False, "伤残等级", _H, minimum=1, maximum=10,
+        description="1 is the most severe; null = none assessed",
+    ),
+    _flag("urgent_medical_need", "急需救治", _H),
+    _money("medical_cost_yuan", "医疗费", _H),
+    _money(
+        "case_expense_yuan", "因案支出的必要费用", _H,
+        "funeral, travel, care and other necessary spending caused by the case",
+    ),
+    _money("economic_loss_yuan", "财产损失", _H),
+    FieldSpec(
+        "offender_status", Kind.ENUM, True, "加害人情况", _C, values=OFFENDER_STATUSES,
+        labels_zh=("有赔偿能力", "无赔偿能力", "死亡", "无法查明", "不详"),
+    ),
+    _money("compensation_received_yuan", "已获赔偿", _C),
+    _money("court_award_yuan", "判决赔偿额", _C, "what a court ordered, executed or not"),
+    _money(
+        "other_relief_received_yuan", "已获保险或其他救助", _C,
+        "insurance, social assistance already paid for this harm",
+    ),
+    FieldSpec("victim_age", Kind.INT, True, "被害人年龄", _D, minimum=0, maximum=120),
+    FieldSpec(
+        "victim_sex", Kind.ENUM, True, "性别", _D, values=("male", "female"),
+        labels_zh=("男", "女"), description="only for fairness audits; the amount never uses it",
+    ),
+    FieldSpec("household_size", Kind.INT, False, "家庭人口", _D, minimum=1),
+    FieldSpec("dependants", Kind.INT, False, "被扶养人数", _D, minimum=0,
+              description="people the victim supported"),
+    FieldSpec("minor_dependants", Kind.INT, False, "未成年被扶养人数", _D, minimum=0),
+    _money("monthly_household_income_yuan", "家庭月收入", _D),
+    FieldSpec(
+        "low_income_status", Kind.ENUM, False, "低收入认定", _D, values=LOW_INCOME_STATUSES,
+        labels_zh=("无", "低保", "特困", "低保边缘", "防返贫监测对象"),
+    ),
+    _flag("disability_certificate", "持残疾人证", _D),
+    FieldSpec(
+        "labor_capacity", Kind.ENUM, False, "劳动能力", _D, values=LABOR_CAPACITIES,
+        labels_zh=("完全", "部分", "无"),
+    ),
+    _flag("rural_hukou", "农村户籍", _D),
+    FieldSpec(
+        "registry_flags", Kind.LIST, False, "其他部门登记", _D, values=REGISTRY_FLAGS,
+        labels_zh=("困难妇女", "退役军人家庭", "孤儿/留守儿童", "大病"),
+    ),
+    _flag("victim_at_fault", "对案件发生有过错或责任", _X,
+          "the applicant bears responsibility for the crime"),
+    _flag("refused_cooperation", "拒不配合或提供虚假材料", _X,
+          "refuses to cooperate with the investigation or trial, or gave false information"),
+    _flag("aided_before_for_this_case", "已就本案获得救助", _X),
+    _flag("aid_granted", "是否救助", _O,
+          "the case was confirmed as a judicial-assistance lead and aid was granted"),
+    _money("aid_amount_yuan", "救助金额", _O, "null when not granted"),
+    _flag("referred_social_assistance", "移送社会救助", _O,
+          "referred to civil affairs / other departments for social assistance"),
+    _flag("civil_support_prosecution", "民事支持起诉", _O,
+          "the procuratorate supported the victim's civil suit"),
+)  # fmt: skip
+
+FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
+INPUT_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.group is not Group.OUTCOME)
+OUTCOME_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.group is Group.OUTCOME)
+INPUT_NAMES: tuple[str, ...] = tuple(f.name for f in INPUT_FIELDS)
+OUTCOME_NAMES: tuple[str, ...] = tuple(f.name for f in OUTCOME_FIELDS)
+REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in INPUT_FIELDS if f.required)
+ORACLE_PREFIX = "oracle_"
+"""Columns a synthetic history adds (the true probabilities and amounts); not warned about."""
+INJURY_OUTCOMES = ("death", "severe_injury", "minor_injury", "slight_injury")
+
+_TRUE_TEXT = {"true": 1.0, "True": 1.0, "1": 1.0, "false": 0.0, "False": 0.0, "0": 0.0}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule in one row: ``row`` is 1-based (the data row, header not counted)."""
+
+    row: int
+    case_id: str | None
+    field: str
+    rule: str
+    rule_zh: str = ""
+
+    def describe(self) -> str:
+        """One line a clerk can read."""
+        case = f"case_id {self.case_id!r}" if self.case_id else "case_id unknown"
+        return f"row {self.row} ({case}): {self.field}: {self.rule}"
+
+
+@dataclass
+class ParsedRecords:
+    """The canonical typed frame plus everything wrong with the input."""
+
+    frame: pd.DataFrame
+    violations: list[Violation]
+    unknown_columns: list[str]
+    invalid_rows: np.ndarray  # boolean mask, True where the row broke at least one rule
+
+    @property
+    def valid_frame(self) -> pd.DataFrame:
+        """Only the rows that passed every rule."""
+        return self.frame.loc[~self.invalid_rows].reset_index(drop=True)
+
+
+class ContractError(ValueError):
+    """The table as a whole cannot be read as case records (missing columns, empty, ...)."""
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse_scalar(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
+    """Parse one non-missing value; return (canonical value, None) or (None, problem)."""
+    kind = spec.kind
+    if kind is Kind.STRING:
+        text = str(value)
+        if not 1 <= len(text) <= (spec.max_length or 64):
+            return None, f"must be {spec.rule_text()} (got {len(text)} characters)"
+        return text, None
+    if kind is Kind.ENUM:
+        text = str(value).strip()
+        if text not in spec.values:
+            return None, f"{_shown(value)} is not allowed; must be {spec.rule_text()}"
+        return text, None
+    if kind is Kind.BOOL:
+        if isinstance(value, bool | np.bool_):
+            return float(value), None
+        if isinstance(value, str) and value.strip() in _TRUE_TEXT:
+            return _TRUE_TEXT[value.strip()], None
+        if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+            return float(value), None  # a boolean column with gaps is float in pandas
+        return None, f"{_shown(value)} is not a boolean; must be true or false"
+    if kind is Kind.LIST:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split("|") if v.strip()]
+        elif isinstance(value, list | tuple | np.ndarray):
+            items = [str(v) for v in value]
+        else:
+            return None, f"{_shown(value)} is not a list; must be {spec.rule_text()}"
+        bad = [v for v in items if v not in spec.values]
+        if bad:
+            return None, f"{bad[0]!r} is not allowed; must be {spec.rule_text()}"
+        return "|".join(sorted(set(items))), None
+    # numbers and integers
+    if isinstance(value, bool | np.bool_):
+        return None, f"{_shown(value)} is not a number"
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None, f"{_shown(value)} is not a number; must be {spec.rule_text()}"
+    if not math.isfinite(number):
+        return None, f"{_shown(value)} is not finite; must be {spec.rule_text()}"
+    if kind is Kind.INT and not number.is_integer():
+        return None, f"{_shown(value)} is not a whole number; must be {spec.rule_text()}"
+    if spec.minimum is not None and number < spec.minimum:
+        return None, f"{_shown(value)} is below {spec.minimum:g}; must be {spec.rule_text()}"
+    if spec.maximum is not None and number > spec.maximum:
+        return None, f"{_shown(value)} is above {spec.maximum:g}; must be {spec.rule_text()}"
+    return number, None
+
+
+_RULE_ZH = {
+    "missing": "必填字段缺失",
+    "value": "取值不符合规定",
+    "cross": "字段之间相互矛盾",
+    "outcome": "评分请求不得包含结果字段",
+    "duplicate": "案件编号重复",
+}
+
+
+def _blank(raw: pd.Series) -> np.ndarray:
+    """Missing values and empty / whitespace-only text."""
+    missing = raw.isna().to_numpy()
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw):
+        text = raw.astype("object").where(~missing, "")
+        missing = missing | (text.map(lambda v: isinstance(v, str) and not v.strip())).to_numpy(
+            dtype=bool
+        )
+    return missing
+
+
+def _parse_numbers(spec: FieldSpec, raw: pd.Series) -> tuple[np.ndarray, dict[int, str]]:
+    blank = _blank(raw)
+    if pd.api.types.is_bool_dtype(raw):
+        values = np.full(len(raw), np.nan)
+        unparsable = ~blank
+    else:
+        source = raw if pd.api.types.is_numeric_dtype(raw) else raw.astype("object").where(~blank)
+        if source.dtype == object:
+            is_bool = source.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+            source = source.where(~is_bool)
+        else:
+            is_bool = np.zeros(len(raw), dtype=bool)
+        values = pd.to_numeric(source, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        unparsable = (np.isnan(values) & ~blank) | is_bool
+    known = ~np.isnan(values)
+    bad = unparsable | (known & ~np.isfinite(values))
+    with np.errstate(invalid="ignore"):
+        if spec.kind is Kind.INT:
+            bad |= known & np.isfinite(values) & (np.floor(values) != values)
+        if spec.minimum is not None:
+            bad |= known & (values < spec.minimum)
+        if spec.maximum is not None:
+            bad |= known & (values > spec.maximum)
+    original = raw.to_numpy(dtype=object)
+    problems = {
+        int(i): _parse_scalar(spec, original[i])[1] or "invalid" for i in np.flatnonzero(bad)
+    }
+    return np.where(bad, np.nan, values), problems
+
+
+def _parse_column(spec: FieldSpec, raw: pd.Series) -> tuple[np.ndarray, dict[int, str]]:
+    """Parse a whole column: vectorised for numbers, once per distinct value otherwise."""
+    if spec.kind in (Kind.INT, Kind.NUMBER):
+        return _parse_numbers(spec, raw)
+    if spec.kind is Kind.STRING:
+        blank = _blank(raw)
+        text = raw.astype("object").where(~blank).map(lambda v: v if v is None else str(v))
+        length = text.str.len().to_numpy(dtype="float64", na_value=np.nan)
+        bad = ~blank & ((length < 1) | (length > (spec.max_length or 64)))
+        problems = {
+            int(i): _parse_scalar(spec, text.iloc[i])[1] or "invalid" for i in np.flatnonzero(bad)
+        }
+        out = text.to_numpy(dtype=object)
+        out[blank | bad] = None
+        return out, problems
+    values = raw.astype("object")
+    if spec.kind is Kind.LIST:
+        # native lists (Parquet, JSON) are joined so that distinct values can be counted
+        values = values.map(
+            lambda v: "|".join(str(x) for x in v) if isinstance(v, list | tuple | np.ndarray) else v
+        )
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    empty: Any = np.nan if spec.kind is Kind.BOOL else None
+    parsed_uniques: list[Any] = []
+    unique_problems: list[str | None] = []
+    for value in uniques:
+        if spec.kind is Kind.LIST and isinstance(value, str) and not value.strip():
+            parsed_uniques.append("")
+            unique_problems.append(None)
+        elif _is_missing(value):
+            parsed_uniques.append(empty)
+            unique_problems.append(None)
+        else:
+            result, problem = _parse_scalar(spec, value)
+            parsed_uniques.append(empty if problem else result)
+            unique_problems.append(problem)
+    dtype = "float64" if spec.kind is Kind.BOOL else object
+    lookup = np.asarray([*parsed_uniques, empty], dtype=dtype)
+    out = lookup[np.where(codes < 0, len(parsed_uniques), codes)]
+    found: dict[int, str] = {}
+    bad_codes = [k for k, p in enumerate(unique_problems) if p]
+    if bad_codes:
+        for i in np.flatnonzero(np.isin(codes, bad_codes)):
+            found[int(i)] = unique_problems[codes[i]] or "invalid"
+    return out, found
+
+
+def parse_records(raw: pd.DataFrame, *, scoring: bool = False) -> ParsedRecords:
+    """Parse and validate a table of case records against the contract.
+
+    Args:
+        raw: one row per record, one column per wire field; text (CSV) or native values.
+        scoring: True for records sent to be scored, where outcome fields are refused.
+
+    Returns:
+        The canonical frame (every contract field present, outcomes only for histories),
+        every violation, the unknown extra columns and the mask of rows that broke a rule.
+
+    Raises:
+        ContractError: when the table as a whole cannot be used (required columns missing).
+    """
+    columns = [str(c) for c in raw.columns]
+    raw = raw.set_axis(columns, axis=1)
+    missing_required = [name for name in REQUIRED_NAMES if name not in columns]
+    if missing_required:
+        raise ContractError(
+            "missing required column(s): " + ", ".join(missing_required) + " (缺少必填字段列)"
+        )
+    n = len(raw)
+    known = set(INPUT_NAMES) | set(OUTCOME_NAMES)
+    unknown_columns = [c for c in columns if c not in known and not c.startswith(ORACLE_PREFIX)]
+    case_ids = raw["case_id"].astype("object").where(raw["case_id"].notna(), None).tolist()
+    case_ids = [None if _is_missing(c) else str(c) for c in case_ids]
+    violations: list[Violation] = []
+
+    def add(i: int, field: str, rule: str, kind: str) -> None:
+        violations.append(Violation(i + 1, case_ids[i], field, rule, _RULE_ZH[kind]))
+
+    specs = INPUT_FIELDS if scoring else FIELDS
+    if scoring:
+        for name in OUTCOME_NAMES:
+            if name in raw.columns:
+                present = raw[name].notna().to_numpy()
+                for i in np.flatnonzero(present):
+                    add(
+                        int(i),
+                        name,
+                        "is an outcome field and must not be sent for scoring",
+                        "outcome",
+                    )
+
+    parsed: dict[str, np.ndarray] = {}
+    for spec in specs:
+        if spec.name not in raw.columns:
+            empty: Any = np.nan if spec.kind in (Kind.INT, Kind.NUMBER, Kind.BOOL) else None
+            parsed[spec.name] = np.full(n, empty, dtype="float64" if empty is not None else object)
+            continue
+        column = raw[spec.name]
+        values, problems = _parse_column(spec, column)
+        for row, problem in problems.items():
+            add(row, spec.name, problem, "value")
+        if spec.required:
+            for row in np.flatnonzero(_blank(column)).tolist():
+                if row not in problems:
+                    add(row, spec.name, f"is required; must be {spec.rule_text()}", "missing")
+        parsed[spec.name] = values
+
+    frame = pd.DataFrame(parsed)
+    for row, field, rule in cross_field_problems(frame, history=not scoring):
+        add(row, field, rule, "cross")
+    if n:
+        ids = pd.Series(case_ids, dtype="object")
+        dupes = ids.notna().to_numpy() & ids.duplicated(keep="first").to_numpy()
+        for i in np.flatnonzero(dupes):
+            add(
+                int(i), "case_id", "appears more than once in the file; must be unique", "duplicate"
+            )
+    violations.sort(key=lambda v: (v.row, v.field))
+    invalid = np.zeros(n, dtype=bool)
+    for v in violations:
+        invalid[v.row - 1] = True
+    return ParsedRecords(frame, violations, unknown_columns, invalid)
+
+
+def cross_field_problems(frame: pd.DataFrame, *, history: bool) -> Iterable[tuple[int, str, str]]:
+    """The rules that tie fields together, as (row index, field, rule) triples."""
+    minors = frame["minor_dependants"].to_numpy()
+    dependants = frame["dependants"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        bad = minors > dependants
+    for i in np.flatnonzero(bad):
+        yield (
+            int(i),
+            "minor_dependants",
+            f"{minors[i]:g} exceeds dependants ({dependants[i]:g}); must be ≤ dependants",
+        )
+    harm = frame["harm_outcome"].to_numpy(dtype=object)
+    grade = frame["disability_grade"].to_numpy()
+    injury = np.isin(harm, INJURY_OUTCOMES[1:])
+    for i in np.flatnonzero(~np.isnan(grade) & ~injury & pd.notna(harm)):
+        yield (
+            int(i),
+            "disability_grade",
+            f"is only assessed for injuries, not for harm_outcome {harm[i]!r}",
+        )
+    if not history:
+        return
+    granted = frame["aid_granted"].to_numpy()
+    amount = frame["aid_amount_yuan"].to_numpy()
+    for i in np.flatnonzero((granted == 1.0) & np.isnan(amount)):
+        yield int(i), "aid_amount_yuan", "is required when aid_granted is true"
+    for i in np.flatnonzero((granted == 0.0) & ~np.isnan(amount)):
+        yield int(i), "aid_amount_yuan", "must be empty when aid_granted is false"
+    for i in np.flatnonzero((granted == 1.0) & (amount == 0.0)):
+        yield int(i), "aid_amount_yuan", "must be above 0 when aid_granted is true"
+
+
+def parse_record(record: Mapping[str, Any]) -> ParsedRecords:
+    """Parse one record sent for scoring (a JSON object) into a one-row canonical frame."""
+    raw = pd.DataFrame({k: pd.Series([v], dtype=object) for k, v in record.items()})
+    return parse_records(raw, scoring=True)
+
+
+def wire_value(name: str, value: Any) -> Any:
+    """A canonical value shown as it is on the wire (bools as bools, ints as ints, lists)."""
+    spec = FIELD_BY_NAME.get(name)
+    if spec is None or (_is_missing(value) and not (spec.kind is Kind.LIST and value == "")):
+        return None
+    if spec.kind is Kind.BOOL:
+        return bool(value)
+    if spec.kind is Kind.INT:
+        return int(value)
+    if spec.kind is Kind.NUMBER:
+        return float(value)
+    if spec.kind is Kind.LIST:
+        return [] if value == "" else str(value).split("|")
+    return value

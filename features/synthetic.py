@@ -1,0 +1,531 @@
+"""A synthetic history of judicial-assistance cases that follows the rules, with its oracle.
+
+Real histories cannot be published, so models are built and tested on histories generated
+here. The process, in the order it runs (all vectorised; ``rows`` rows from one seed):
+
+1. **Who and where.** Province by population (7th census, 2020), decision year with case
+   volume growing over the years, crime type from a national mix.
+2. **Harm** conditional on the crime (homicide → death, fraud → property loss, ...); the
+   applicant is a close relative when the victim died, otherwise mostly the victim (3 %
+   witnesses/informants); age and sex conditional on the crime; disability grades for
+   injuries, urgent medical need for the seriously hurt.
+3. **Money in months of the wage base**, then yuan = months × the province's base for the
+   decision (so costs scale with the local wage): medical costs and necessary expenses by
+   harm, property loss by crime; offender ability to pay by crime; court awards, received
+   compensation (a share of the award that depends on the offender), insurance for traffic
+   cases.
+4. **Hardship**: household, dependants, income per head relative to the local wage,
+   low-income status following income, disability certificate, labour capacity following
+   the injury, rural household registration, other departments' registries.
+5. **Exclusions** at realistic rates (fault is more common in fights).
+6. **Missing values** where case cards really lack them (income, household, statuses,
+   costs), masked *before* outcomes are decided: an office decides from the case card, so
+   the outcomes depend on what the record shows, and the oracle below is exact.
+7. **Outcomes.** The statutory rules (``features.rules``) sort each case into eligible,
+   excluded or needs review; a judicial-aid lead is then granted with a probability that
+   follows the rules, harm and hardship, plus each province's readiness to find leads
+   (regional practice), with 3 % label noise. Social-assistance referrals follow hardship
+   not caused by the case; civil support-prosecution follows a solvent or unknown offender
+   and a vulnerable victim. Amounts, for granted cases: log(months) = a monotone function
+   of harm, disability, expenses, uncovered loss (up) and compensation received (down) plus
+   hardship, plus the province's generosity, plus noise (σ = 0.45). They are capped at 36
+   months, or at the court award under the statutory exception, and rounded to 100 yuan.
+   The scale is calibrated to the public figures: about 9,000 yuan per aided person,
+   typical published cases around 35,000, rare joint awards near 300,000.
+
+The **oracle** columns give what the best possible model could know:
+``oracle_p_judicial_aid``, ``oracle_p_social_assistance``, ``oracle_p_civil_support`` (the
+true probabilities, noise included) and two conditional medians of the amount in months
+(the best prediction under absolute error): ``oracle_amount_months_province`` knows the
+province's own practice; ``oracle_amount_months_national`` does not, and mixes over the
+provinces in the proportions in which they produce granted cases with these features
+(DESIGN.md, "One national standard": the amount model must not see the province).
+
+Regional practice (each province's lead readiness and generosity) is one fixed world,
+drawn from :data:`PRACTICE_SEED`, so that every seed samples cases from the same world.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, ndtr
+
+from features.contract import (
+    CRIME_TYPES,
+    HARM_OUTCOMES,
+    OFFENDER_STATUSES,
+    PROVINCE_CODES,
+)
+from features.rules import EligibilityStatus, compensation_in_hand, documented_loss, evaluate_rules
+from features.wages import CEILING_MONTHS, WageTable
+
+log = logging.getLogger(__name__)
+
+PRACTICE_SEED = 20_260_101
+AMOUNT_NOISE_SIGMA = 0.45
+LABEL_NOISE = 0.03
+
+# 7th national census (2020), millions, in the order of PROVINCE_CODES
+POPULATION_MILLIONS = np.array([
+    21.9, 13.9, 74.6, 34.9, 24.0, 42.6, 24.1, 31.9, 24.9, 84.7, 64.6, 61.0, 41.5, 45.2, 101.5,
+    99.4, 57.8, 66.4, 126.0, 50.1, 10.1, 32.1, 83.7, 38.6, 47.2, 3.6, 39.5, 25.0, 5.9, 7.2, 25.9,
+])  # fmt: skip
+
+CRIME_MIX = np.array([
+    0.24, 0.035, 0.02, 0.16, 0.03, 0.04, 0.13, 0.08, 0.04, 0.06, 0.03, 0.07, 0.065,
+])  # fmt: skip
+
+# P(harm outcome | crime): death, severe, minor, slight, property_loss, none
+HARM_GIVEN_CRIME = np.array([
+    [0.05, 0.25, 0.45, 0.21, 0.02, 0.02],  # intentional_injury
+    [0.75, 0.20, 0.04, 0.01, 0.00, 0.00],  # intentional_homicide
+    [0.90, 0.08, 0.02, 0.00, 0.00, 0.00],  # negligent_homicide
+    [0.22, 0.30, 0.30, 0.15, 0.03, 0.00],  # traffic_accident
+    [0.02, 0.15, 0.40, 0.38, 0.00, 0.05],  # rape
+    [0.03, 0.12, 0.25, 0.25, 0.33, 0.02],  # robbery
+    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05],  # fraud
+    [0.00, 0.00, 0.00, 0.02, 0.93, 0.05],  # theft
+    [0.00, 0.00, 0.00, 0.00, 0.97, 0.03],  # illegal_fundraising
+    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05],  # wage_arrears
+    [0.05, 0.20, 0.35, 0.30, 0.00, 0.10],  # abuse_abandonment
+    [0.08, 0.25, 0.35, 0.25, 0.05, 0.02],  # civil_tort
+    [0.05, 0.10, 0.20, 0.25, 0.30, 0.10],  # other
+])  # fmt: skip
+
+# P(offender status | crime): able_to_pay, unable_to_pay, deceased, unidentified, unknown
+OFFENDER_GIVEN_CRIME = np.array([
+    [0.30, 0.50, 0.02, 0.08, 0.10],
+    [0.15, 0.55, 0.15, 0.05, 0.10],
+    [0.30, 0.50, 0.05, 0.05, 0.10],
+    [0.40, 0.35, 0.05, 0.12, 0.08],
+    [0.20, 0.55, 0.02, 0.13, 0.10],
+    [0.10, 0.50, 0.02, 0.28, 0.10],
+    [0.10, 0.40, 0.02, 0.38, 0.10],
+    [0.10, 0.35, 0.02, 0.43, 0.10],
+    [0.10, 0.65, 0.05, 0.10, 0.10],
+    [0.35, 0.45, 0.02, 0.08, 0.10],
+    [0.35, 0.50, 0.02, 0.03, 0.10],
+    [0.45, 0.38, 0.02, 0.05, 0.10],
+    [0.30, 0.40, 0.03, 0.12, 0.15],
+])  # fmt: skip
+
+# medical cost, necessary expenses and property loss: median months of base, by harm
+MEDICAL_MEDIAN = np.array([1.2, 4.0, 1.0, 0.15, 0.0, 0.0])
+EXPENSE_MEDIAN = np.array([3.0, 0.8, 0.3, 0.08, 0.05, 0.02])
+COURT_AWARD_MEDIAN = np.array([45.0, 14.0, 3.5, 0.8, 0.0, 0.0])
+# log-months of the amount by harm (before hardship, expenses and province practice)
+AMOUNT_LOCATION = np.array([0.4, -0.75, -1.65, -2.3, -1.8, -2.8])
+# lead logit by harm
+LEAD_HARM = np.array([1.2, 0.9, 0.2, -0.6, -0.1, -2.0])
+
+
+@dataclass(frozen=True)
+class RegionalPractice:
+    """Each province's practice: readiness to find each kind of lead, and generosity."""
+
+    lead_readiness: np.ndarray
+    social_readiness: np.ndarray
+    civil_readiness: np.ndarray
+    generosity: np.ndarray  # added to log(months)
+
+    @classmethod
+    def default(cls) -> RegionalPractice:
+        """The one fixed world every synthetic history is drawn from."""
+        rng = np.random.default_rng(PRACTICE_SEED)
+        k = len(PROVINCE_CODES)
+        return cls(
+            lead_readiness=rng.normal(0.0, 0.6, k),
+            social_readiness=rng.normal(0.0, 0.5, k),
+            civil_readiness=rng.normal(0.0, 0.5, k),
+            generosity=rng.normal(0.0, 0.25, k),
+        )
+
+
+def _choose(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
+    """One categorical draw per row from per-row probability vectors (rows sum to 1)."""
+    cumulative = np.cumsum(probabilities, axis=1)
+    u = rng.random(len(probabilities))[:, None] * cumulative[:, -1:]
+    return np.minimum((u >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
+
+
+def _lognormal(rng: np.random.Generator, median: np.ndarray, sigma: float) -> np.ndarray:
+    return median * np.exp(sigma * rng.standard_normal(len(median)))
+
+
+def _mask(rng: np.random.Generator, values: np.ndarray, rate: float | np.ndarray) -> np.ndarray:
+    """Blank out values where the case card lacks them."""
+    out = values.astype(object) if values.dtype == object else values.astype(float)
+    hide = rng.random(len(values)) < rate
+    out[hide] = None if out.dtype == object else np.nan
+    return out
+
+
+def _mixture_median_offset(
+    weights: np.ndarray, locations: np.ndarray, sigma: float, iterations: int = 60
+) -> np.ndarray:
+    """t with Σ_p w_p Φ((t − g_p)/σ) = 1/2, for each row of ``weights`` (bisection)."""
+    low = np.full(len(weights), locations.min() - 6 * sigma)
+    high = np.full(len(weights), locations.max() + 6 * sigma)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        below = (weights * ndtr((middle[:, None] - locations[None, :]) / sigma)).sum(axis=1) < 0.5
+        low = np.where(below, middle, low)
+        high = np.where(below, high, middle)
+    return (low + high) / 2
+
+
+def national_median_offset(
+    lead_logit: np.ndarray, practice: RegionalPractice, grid_size: int = 801
+) -> np.ndarray:
+    """Offset of the province-blind median of log(months) for rows with a given lead logit.
+
+    Among granted cases with the same features, a province's share is proportional to its
+    population times its probability of granting (with label noise); the amounts are then a
+    mixture of the provinces' log-normal practices. The median depends on the features only
+    through the lead logit, so it is computed on a grid and interpolated.
+    """
+    grid = np.linspace(-12.0, 12.0, grid_size)
+    granted = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
+        grid[:, None] + practice.lead_readiness[None, :]
+    )
+    weights = POPULATION_MILLIONS[None, :] * granted
+    weights /= weights.sum(axis=1, keepdims=True)
+    offsets = _mixture_median_offset(weights, practice.generosity, AMOUNT_NOISE_SIGMA)
+    return np.interp(np.clip(lead_logit, grid[0], grid[-1]), grid, offsets)
+
+
+def generate_history(
+    rows: int,
+    seed: int,
+    years: tuple[int, int] = (2016, 2025),
+    wage_table: WageTable | None = None,
+    practice: RegionalPractice | None = None,
+) -> pd.DataFrame:
+    """Generate ``rows`` historical cases (canonical frame with outcomes and oracle columns).
+
+    Deterministic for a seed. See the module docstring for the process.
+    """
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
+    first_year, last_year = years
+    if not 2014 <= first_year <= last_year <= 2035:
+        raise ValueError(f"years must lie within 2014-2035 and be ordered, got {years}")
+    wages = wage_table or WageTable.from_csv()
+    world = practice or RegionalPractice.default()
+    rng = np.random.default_rng(seed)
+    n = rows
+
+    # 1. who and where
+    province_index = rng.choice(
+        len(PROVINCE_CODES), n, p=POPULATION_MILLIONS / POPULATION_MILLIONS.sum()
+    )
+    province = np.asarray(PROVINCE_CODES, dtype=object)[province_index]
+    year_values = np.arange(first_year, last_year + 1)
+    year_weights = np.linspace(0.6, 1.4, len(year_values))
+    year = rng.choice(year_values, n, p=year_weights / year_weights.sum()).astype(float)
+    _, wage_year, base, _ = wages.lookup_many(province, year)
+    crime_index = rng.choice(len(CRIME_TYPES), n, p=CRIME_MIX / CRIME_MIX.sum())
+    crime = np.asarray(CRIME_TYPES, dtype=object)[crime_index]
+
+    # 2. harm, applicant, victim
+    harm_index = _choose(rng, HARM_GIVEN_CRIME[crime_index])
+    harm = np.asarray(HARM_OUTCOMES, dtype=object)[harm_index]
+    death, severe, minor, slight = (harm_index == k for k in range(4))
+    injured = severe | minor | slight
+    u = rng.random(n)
+    role = np.where(
+        death,
+        np.where(u < 0.97, "close_relative", "witness_or_reporter"),
+        np.where(u < 0.03, "witness_or_reporter", np.where(u < 0.15, "close_relative", "victim")),
+    ).astype(object)
+    age = np.clip(rng.normal(42, 16, n), 18, 90)
+    is_crime = {name: crime_index == i for i, name in enumerate(CRIME_TYPES)}
+    age = np.where(is_crime["rape"], np.clip(rng.normal(24, 8, n), 12, 60), age)
+    age = np.where(is_crime["wage_arrears"], np.clip(rng.normal(40, 10, n), 18, 65), age)
+    abuse_age = np.where(rng.random(n) < 0.5, rng.uniform(1, 16, n), rng.uniform(65, 92, n))
+    age = np.where(is_crime["abuse_abandonment"], abuse_age, age)
+    child = (rng.random(n) < 0.07) & ~is_crime["wage_arrears"]
+    age = np.floor(np.where(child, rng.uniform(0, 18, n), age))
+    female_share = np.select(
+        [is_crime["rape"], is_crime["abuse_abandonment"], is_crime["fraud"]], [0.97, 0.6, 0.5], 0.35
+    )
+    sex = np.where(rng.random(n) < female_share, "female", "male").astype(object)
+    grade_known = rng.random(n) < np.select([severe, minor, slight], [0.75, 0.2, 0.03], 0.0)
+    raw_grade = np.select(
+        [severe, minor],
+        [np.clip(np.round(rng.normal(6.0, 2.2, n)), 1, 10),
+         np.clip(np.round(rng.normal(9, 1, n)), 7, 10)],
+        10.0,
+    )  # fmt: skip
+    disability_grade = np.where(grade_known, raw_grade, np.nan)
+    urgent = np.where(
+        injured, (rng.random(n) < np.select([severe, minor], [0.5, 0.15], 0.04)).astype(float), 0.0
+    )
+
+    # 3. money, in months of the base first
+    medical_m = np.where(
+        injured | death, _lognormal(rng, MEDICAL_MEDIAN[harm_index] + 1e-9, 0.8), 0.0
+    )
+    medical_m = np.where(death & (rng.random(n) < 0.4), 0.0, medical_m)
+    medical_m += np.where(
+        ~np.isnan(disability_grade), (11 - np.nan_to_num(disability_grade)) * 0.3, 0
+    )
+    expense_m = _lognormal(rng, EXPENSE_MEDIAN[harm_index], 0.7)
+    property_harm = harm_index == 4
+    economic_m = np.where(
+        property_harm,
+        _lognormal(rng, np.select([is_crime["illegal_fundraising"], is_crime["wage_arrears"]],
+                                  [8.0, 2.5], 2.0), 1.2),
+        np.where(is_crime["robbery"] & (rng.random(n) < 0.5),
+                 _lognormal(rng, np.full(n, 0.3), 1.0), 0.0),
+    )  # fmt: skip
+    offender_index = _choose(rng, OFFENDER_GIVEN_CRIME[crime_index])
+    offender = np.asarray(OFFENDER_STATUSES, dtype=object)[offender_index]
+    identified = offender_index < 3
+    loss_m = medical_m + expense_m + economic_m
+    award_m = np.where(
+        identified & (rng.random(n) < 0.55),
+        np.maximum(_lognormal(rng, COURT_AWARD_MEDIAN[harm_index] + 1e-9, 0.6), loss_m * 1.1),
+        np.nan,
+    )
+    award_m = np.where(award_m > 0, award_m, np.nan)
+    claim_m = np.where(np.isnan(award_m), loss_m, award_m)
+    paid_share = np.select(
+        [offender_index == 0, offender_index == 1],
+        [rng.beta(4, 2, n), rng.beta(0.4, 6, n)],
+        rng.beta(0.2, 20, n),
+    )
+    received_m = claim_m * paid_share
+    insured = is_crime["traffic_accident"] & (rng.random(n) < 0.7)
+    relief_m = np.where(insured, np.minimum(medical_m, 2.0 * rng.random(n)), 0.0)
+    relief_m = np.where(~insured & (rng.random(n) < 0.08), 0.3 * rng.random(n), relief_m)
+
+    # 4. hardship
+    household = np.clip(rng.poisson(2.3, n) + 1, 1, 9).astype(float)
+    adult = (age >= 22) & (age <= 65)
+    dependants = np.where(adult, rng.binomial(np.maximum(household - 1, 0).astype(int), 0.6), 0)
+    minor_dependants = np.where(adult & (age < 55), rng.binomial(dependants, 0.6), 0)
+    rural = rng.random(n) < 0.42
+    per_head = _lognormal(rng, np.where(rural, 0.18, 0.32), 0.7)  # months of base per person
+    income = per_head * household
+    low = per_head < 0.12
+    u = rng.random(n)
+    low_income = np.where(
+        low,
+        np.select([u < 0.45, u < 0.52, u < 0.72, (u < 0.85) & rural],
+                  ["dibao", "tekun", "marginal", "poverty_monitoring"], "none"),
+        np.select([u < 0.04, (u < 0.06) & rural], ["marginal", "poverty_monitoring"], "none"),
+    ).astype(object)  # fmt: skip
+    certificate = (rng.random(n) < 0.04) | (~np.isnan(disability_grade) & (rng.random(n) < 0.55))
+    u = rng.random(n)
+    labor = np.select(
+        [severe & (u < 0.3), severe & (u < 0.8), minor & (u < 0.25), age >= 75,
+         (age >= 65) & (u < 0.5), age < 16],
+        ["none", "partial", "partial", "none", "partial", "none"],
+        "full",
+    ).astype(object)  # fmt: skip
+    labor[death] = None
+    hardship_base = (low_income != "none") | (per_head < 0.15)
+    flags = [
+        (sex == "female") & hardship_base & (rng.random(n) < 0.25),
+        rng.random(n) < 0.025,
+        (age < 18) & rural & (rng.random(n) < 0.3),
+        (rng.random(n) < 0.03) | (severe & (rng.random(n) < 0.15)),
+    ]
+    registry = _join_flags(flags)
+
+    # 5. exclusions
+    fault = rng.random(n) < np.where(is_crime["intentional_injury"], 0.12, 0.04)
+    refused = rng.random(n) < 0.02
+    aided_before = rng.random(n) < 0.02
+
+    # 6. what the case card shows
+    medical = _mask(rng, np.round(medical_m * base), np.where(injured, 0.12, 0.5))
+    expense = _mask(rng, np.round(expense_m * base), 0.2)
+    economic = _mask(rng, np.round(economic_m * base), np.where(property_harm, 0.08, 0.6))
+    record = {
+        "case_id": np.char.add(
+            f"SYN{seed}-", np.char.zfill(np.arange(1, n + 1).astype(str), 8)
+        ).astype(object),
+        "province_code": province,
+        "decision_year": year,
+        "crime_type": crime,
+        "applicant_role": role,
+        "harm_outcome": harm,
+        "disability_grade": disability_grade,
+        "urgent_medical_need": _mask(rng, urgent, np.where(injured, 0.3, 0.6)),
+        "medical_cost_yuan": medical,
+        "case_expense_yuan": expense,
+        "economic_loss_yuan": economic,
+        "offender_status": offender,
+        "compensation_received_yuan": _mask(rng, np.round(received_m * base), 0.15),
+        "court_award_yuan": np.round(award_m * base),
+        "other_relief_received_yuan": _mask(rng, np.round(relief_m * base), 0.3),
+        "victim_age": age,
+        "victim_sex": sex,
+        "household_size": _mask(rng, household, 0.12),
+        "dependants": _mask(rng, dependants.astype(float), 0.18),
+        "minor_dependants": minor_dependants.astype(float),
+        "monthly_household_income_yuan": _mask(rng, np.round(income * base), 0.28),
+        "low_income_status": _mask(rng, low_income, 0.3),
+        "disability_certificate": _mask(rng, certificate.astype(float), 0.2),
+        "labor_capacity": _mask(rng, labor, 0.2),
+        "rural_hukou": _mask(rng, rural.astype(float), 0.05),
+        "registry_flags": registry,
+        "victim_at_fault": _mask(rng, fault.astype(float), 0.25),
+        "refused_cooperation": _mask(rng, refused.astype(float), 0.35),
+        "aided_before_for_this_case": _mask(rng, aided_before.astype(float), 0.35),
+    }  # fmt: skip
+    record["minor_dependants"] = np.where(
+        np.isnan(record["dependants"]), np.nan, record["minor_dependants"]
+    )
+
+    # 7. outcomes, from the case card
+    outcomes, oracle = _decide_outcomes(rng, record, base, province_index, harm_index, world)
+    frame = pd.DataFrame({**record, **outcomes, **oracle})
+    log.info(
+        "generated %d cases (seed %d): %.1f %% granted, mean aid %.0f yuan; wage years %d-%d",
+        n, seed, 100 * np.mean(outcomes["aid_granted"]),
+        np.nanmean(outcomes["aid_amount_yuan"]) if np.any(outcomes["aid_granted"]) else 0.0,
+        np.nanmin(wage_year), np.nanmax(wage_year),
+    )  # fmt: skip
+    return frame
+
+
+def _join_flags(flags: list[np.ndarray]) -> np.ndarray:
+    """Registry flags as the canonical sorted ``|``-joined tokens."""
+    names = ("orphan_or_left_behind_child", "serious_illness", "veteran_family",
+             "women_federation_hardship")  # fmt: skip
+    order = {"women_federation_hardship": 0, "veteran_family": 1,
+             "orphan_or_left_behind_child": 2, "serious_illness": 3}  # fmt: skip
+    out = np.full(len(flags[0]), "", dtype=object)
+    for name in names:  # alphabetical, so the joined text is sorted
+        hit = flags[order[name]]
+        out[hit] = np.where(out[hit] == "", name, out[hit] + "|" + name)
+    return out
+
+
+def _decide_outcomes(
+    rng: np.random.Generator,
+    record: dict[str, np.ndarray],
+    base: np.ndarray,
+    province_index: np.ndarray,
+    harm_index: np.ndarray,
+    world: RegionalPractice,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    n = len(base)
+    rules = evaluate_rules(record, base)
+    status = rules.status
+    months = {
+        name: np.nan_to_num(record[name] / base)
+        for name in ("medical_cost_yuan", "case_expense_yuan", "economic_loss_yuan")
+    }
+    received_m = compensation_in_hand(record) / base
+    loss_m = documented_loss(record) / base
+    uncovered_m = np.maximum(loss_m - received_m, 0.0)
+    income = record["monthly_household_income_yuan"] / np.nan_to_num(
+        record["household_size"], nan=3.0
+    )
+    per_head_m = np.nan_to_num(income / base, nan=0.3)
+    low_income = record["low_income_status"].astype(object)
+    severe_low = np.isin(low_income, ("dibao", "tekun"))
+    some_low = np.isin(low_income, ("marginal", "poverty_monitoring"))
+    registered = record["registry_flags"] != ""
+    no_labor = record["labor_capacity"] == "none"
+    dependants = np.nan_to_num(record["dependants"])
+    minors = np.nan_to_num(record["minor_dependants"])
+    grade = record["disability_grade"]
+    disability = np.where(np.isnan(grade), 0.0, 11 - np.nan_to_num(grade))
+    hardship = (
+        0.9 * severe_low + 0.5 * some_low + 0.4 * registered + 0.5 * no_labor
+        + 0.8 * np.clip(0.35 - per_head_m, 0, 0.35) / 0.35 + 0.1 * np.minimum(dependants, 4)
+        + 0.2 * (record["rural_hukou"] == 1.0)
+    )  # fmt: skip
+
+    # the judicial-aid lead
+    offender = record["offender_status"]
+    no_comp = np.isin(offender, ("unable_to_pay", "deceased", "unidentified"))
+    lead_logit = (
+        np.select(
+            [status == EligibilityStatus.EXCLUDED.value,
+             status == EligibilityStatus.ELIGIBLE.value],
+            [-4.5, -0.6],
+            -2.6,
+        )
+        + LEAD_HARM[harm_index] + 0.08 * disability + 0.9 * hardship + 0.7 * no_comp
+        + 0.35 * np.log1p(uncovered_m) - 0.3 * np.log1p(received_m)
+        + 0.4 * (record["urgent_medical_need"] == 1.0)
+    )  # fmt: skip
+    p_lead = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
+        lead_logit + world.lead_readiness[province_index]
+    )
+    granted = rng.random(n) < p_lead
+
+    # the amount, in months of the base, for granted cases
+    location = (
+        AMOUNT_LOCATION[harm_index]
+        + 0.09 * disability
+        + 0.22 * np.log1p(months["medical_cost_yuan"] + months["case_expense_yuan"])
+        + 0.12 * np.log1p(uncovered_m)
+        - 0.10 * np.log1p(received_m)
+        + 0.25 * severe_low + 0.12 * some_low + 0.12 * np.minimum(dependants, 4)
+        + 0.10 * (minors > 0) + 0.15 * no_labor + 0.08 * registered
+    )  # fmt: skip
+    award = np.nan_to_num(record["court_award_yuan"]) / base
+    cap_months = np.where(
+        rules.hits["CEILING_EXCEPTION_COURT_AWARD"],
+        np.maximum(award, CEILING_MONTHS),
+        CEILING_MONTHS,
+    )
+    generosity = world.generosity[province_index]
+    noise = AMOUNT_NOISE_SIGMA * rng.standard_normal(n)
+    amount_m = np.minimum(np.exp(location + generosity + noise), cap_months)
+    amount_yuan = np.maximum(np.round(amount_m * base / 100.0) * 100.0, 100.0)
+    amount_yuan = np.where(granted, amount_yuan, np.nan)
+
+    # social-assistance referral: hardship not caused by the case
+    elderly_alone = (record["victim_age"] >= 70) & (record["household_size"] == 1.0)
+    social_logit = (
+        -3.4 + 1.3 * severe_low + 0.8 * some_low + 0.6 * registered + 0.7 * no_labor
+        + 1.0 * np.clip(0.3 - per_head_m, 0, 0.3) / 0.3 + 0.7 * elderly_alone
+        + 0.4 * (record["rural_hukou"] == 1.0)
+        + 0.6 * (status == EligibilityStatus.EXCLUDED.value)
+    )  # fmt: skip
+    p_social = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
+        social_logit + world.social_readiness[province_index]
+    )
+    # civil support-prosecution: someone to sue, a victim who cannot sue alone
+    age = record["victim_age"]
+    vulnerable = (
+        (age < 18) | (age >= 65) | (disability > 0) | (record["disability_certificate"] == 1.0)
+    )
+    crime = record["crime_type"]
+    civil_logit = (
+        -3.6 + 1.6 * np.isin(offender, ("able_to_pay", "unknown"))
+        + 1.4 * (crime == "wage_arrears") + 1.1 * (crime == "abuse_abandonment")
+        + 0.5 * np.isin(crime, ("traffic_accident", "civil_tort"))
+        + 0.8 * vulnerable + 0.5 * (received_m < 0.05)
+        + 0.3 * np.isnan(record["court_award_yuan"])
+    )  # fmt: skip
+    p_civil = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
+        civil_logit + world.civil_readiness[province_index]
+    )
+    outcomes = {
+        "aid_granted": granted.astype(float),
+        "aid_amount_yuan": amount_yuan,
+        "referred_social_assistance": (rng.random(n) < p_social).astype(float),
+        "civil_support_prosecution": (rng.random(n) < p_civil).astype(float),
+    }
+    national = location + national_median_offset(lead_logit, world)
+    oracle = {
+        "oracle_p_judicial_aid": p_lead,
+        "oracle_p_social_assistance": p_social,
+        "oracle_p_civil_support": p_civil,
+        "oracle_amount_months_province": np.minimum(np.exp(location + generosity), cap_months),
+        "oracle_amount_months_national": np.minimum(np.exp(national), cap_months),
+    }
+    return outcomes, oracle

@@ -1,0 +1,248 @@
+"""Historical case vectors: the model matrix built from canonical case records.
+
+:class:`CaseVectorizer` is a scikit-learn transformer. It turns canonical records (see
+``features.contract``) into a float matrix whose columns carry the rules' factors: money in
+months of the local wage base (so one model serves every province and year), uncovered
+loss, income per head against the local wage, harm and disability severity as ordered
+values, hardship signals, and the categorical fields as integer codes LightGBM reads as
+categories. Unknown stays NaN; a category level not seen in fitting becomes NaN too, and
+:meth:`CaseVectorizer.unseen_levels` says which.
+
+One code path computes every vector: a record sent alone (the API) becomes one-row
+columns and goes through the same arithmetic as a million-row frame, so both give the
+identical vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from features.contract import FIELD_BY_NAME, INPUT_NAMES, REGISTRY_FLAGS, Kind
+from features.rules import RULES, RuleKind, compensation_in_hand, documented_loss, evaluate_rules
+from features.wages import WageTable
+
+HARM_SEVERITY = {"none": 0.0, "property_loss": 0.0, "slight_injury": 1.0, "minor_injury": 2.0,
+                 "severe_injury": 3.0, "death": 4.0}  # fmt: skip
+LABOR_INCAPACITY = {"full": 0.0, "partial": 1.0, "none": 2.0}
+CATEGORICAL_FIELDS = (
+    "province_code", "crime_type", "applicant_role", "harm_outcome", "offender_status",
+    "low_income_status",
+)  # fmt: skip
+
+FEATURE_LABELS_ZH: dict[str, str] = {
+    "harm_severity": "人身损害严重程度",
+    "property_harm": "财产损失类案件",
+    "disability_severity": "伤残严重程度（11−伤残等级）",
+    "urgent_medical_need": "急需救治",
+    "medical_cost_months": "医疗费（月工资倍数）",
+    "case_expense_months": "因案必要支出（月工资倍数）",
+    "necessary_expense_months": "医疗费与必要支出合计（月工资倍数）",
+    "economic_loss_months": "财产损失（月工资倍数）",
+    "compensation_received_months": "已获赔偿（月工资倍数）",
+    "other_relief_months": "已获保险或其他救助（月工资倍数）",
+    "compensation_in_hand_months": "已获赔偿与救助合计（月工资倍数）",
+    "court_award_months": "判决赔偿额（月工资倍数）",
+    "uncovered_loss_months": "未获弥补的损失（月工资倍数）",
+    "victim_age": "被害人年龄",
+    "household_size": "家庭人口",
+    "dependants": "被扶养人数",
+    "minor_dependants": "未成年被扶养人数",
+    "income_per_head_share": "人均月收入占当地月平均工资比例",
+    "labor_incapacity": "劳动能力丧失程度",
+    "disability_certificate": "持残疾人证",
+    "rural_hukou": "农村户籍",
+    "hardship_signals": "困难情形数",
+    "victim_at_fault": "被害人有过错",
+    "refused_cooperation": "拒不配合",
+    "aided_before_for_this_case": "已获救助",
+    "excluded_by_rules": "符合不予救助情形",
+    "eligible_categories": "符合救助情形数",
+    "base_monthly_wage": "上一年度职工月平均工资",
+    "decision_year": "决定年度",
+    **{f"registry_{flag}": FIELD_BY_NAME["registry_flags"].labels_zh[i]
+       for i, flag in enumerate(REGISTRY_FLAGS)},
+    **{name: FIELD_BY_NAME[name].zh for name in CATEGORICAL_FIELDS},
+}  # fmt: skip
+
+NUMERIC_FEATURES: tuple[str, ...] = tuple(
+    name for name in FEATURE_LABELS_ZH if name not in CATEGORICAL_FIELDS
+)
+FEATURE_NAMES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FIELDS
+
+
+def _columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    missing = [name for name in INPUT_NAMES if name not in frame.columns]
+    if missing:
+        raise ValueError("records lack contract field(s): " + ", ".join(missing))
+    return {name: frame[name].to_numpy() for name in INPUT_NAMES}
+
+
+def _columns_from_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name in INPUT_NAMES:
+        value = record.get(name)
+        numeric = FIELD_BY_NAME[name].kind in (Kind.INT, Kind.NUMBER, Kind.BOOL)
+        if numeric:
+            out[name] = np.array([np.nan if value is None else value], dtype="float64")
+        else:
+            column = np.empty(1, dtype=object)
+            column[0] = value
+            out[name] = column
+    return out
+
+
+def _known_or_nan(*values: np.ndarray) -> np.ndarray:
+    """Sum of the known values; NaN only where every one is unknown."""
+    stacked = np.vstack(values)
+    total = np.nansum(stacked, axis=0)
+    return np.where(np.isnan(stacked).all(axis=0), np.nan, total)
+
+
+class CaseVectorizer(TransformerMixin, BaseEstimator):
+    """Canonical case records → the model matrix (historical case vectors).
+
+    Args:
+        wage_table_path: the wage table file; ``None`` uses the one shipped with the project.
+    """
+
+    def __init__(self, wage_table_path: str | None = None) -> None:
+        self.wage_table_path = wage_table_path
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> CaseVectorizer:
+        """Learn the category levels seen in the history and load the wage table."""
+        columns = _columns_from_frame(X)
+        self.wage_table_ = WageTable.from_csv(self.wage_table_path)
+        self.categories_: dict[str, list[str]] = {}
+        for name in CATEGORICAL_FIELDS:
+            seen = set(pd.unique(columns[name][pd.notna(columns[name])]))
+            self.categories_[name] = [v for v in FIELD_BY_NAME[name].values if v in seen]
+        self.feature_names_out_ = np.asarray(FEATURE_NAMES, dtype=object)
+        self.categorical_features_ = list(CATEGORICAL_FIELDS)
+        self.n_features_out_ = len(FEATURE_NAMES)
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the matrix columns."""
+        check_is_fitted(self, "categories_")
+        return self.feature_names_out_
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """The matrix for a frame of canonical records (float64, NaN = unknown)."""
+        check_is_fitted(self, "categories_")
+        return self._matrix(_columns_from_frame(X))
+
+    def transform_record(self, record: Mapping[str, Any]) -> np.ndarray:
+        """The 1-row matrix for one canonical record (a mapping, as the API holds it)."""
+        check_is_fitted(self, "categories_")
+        return self._matrix(_columns_from_record(record))
+
+    def unseen_levels(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """Categorical values of a record the history never showed (encoded as missing)."""
+        check_is_fitted(self, "categories_")
+        return {
+            name: str(record[name])
+            for name in CATEGORICAL_FIELDS
+            if record.get(name) is not None and record[name] not in self.categories_[name]
+        }
+
+    def base_monthly_wage(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The monthly wage base of each row (NaN where province or year is unknown)."""
+        _, _, monthly, _ = self.wage_table_.lookup_many(
+            np.asarray(columns["province_code"], dtype=object),
+            np.asarray(columns["decision_year"], dtype=float),
+        )
+        return monthly
+
+    def _matrix(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        n = len(columns["case_id"])
+        base = self.base_monthly_wage(columns)
+
+        def months(name: str) -> np.ndarray:
+            return np.asarray(columns[name], dtype=float) / base
+
+        def ordinal(name: str, mapping: Mapping[str, float]) -> np.ndarray:
+            return np.array([mapping.get(v, np.nan) if v is not None else np.nan
+                             for v in columns[name]], dtype=float)  # fmt: skip
+
+        grade = np.asarray(columns["disability_grade"], dtype=float)
+        medical, expense = months("medical_cost_yuan"), months("case_expense_yuan")
+        economic = months("economic_loss_yuan")
+        received, relief = (
+            months("compensation_received_yuan"),
+            months("other_relief_received_yuan"),
+        )
+        in_hand = _known_or_nan(received, relief)
+        loss = _known_or_nan(medical, expense, economic)
+        uncovered = np.maximum(documented_loss(columns) - compensation_in_hand(columns), 0.0) / base
+        uncovered = np.where(np.isnan(loss), np.nan, uncovered)
+        size = np.asarray(columns["household_size"], dtype=float)
+        income = np.asarray(columns["monthly_household_income_yuan"], dtype=float)
+        flags = np.asarray(columns["registry_flags"], dtype=object)
+        flag_known = np.array([f is not None for f in flags], dtype=bool)
+        registry = {
+            flag: np.where(
+                flag_known, [flag in f.split("|") if f else False for f in flags], np.nan
+            ).astype(float)
+            for flag in REGISTRY_FLAGS
+        }
+        low_income = np.asarray(columns["low_income_status"], dtype=object)
+        labor = ordinal("labor_capacity", LABOR_INCAPACITY)
+        hardship = (
+            np.isin(low_income, ("dibao", "tekun", "marginal", "poverty_monitoring")).astype(float)
+            + (labor == 2.0)
+            + sum(np.nan_to_num(v) for v in registry.values())
+            + (income / np.where(np.isnan(size), 1.0, size) < 0.3 * base)
+        )
+        rules = evaluate_rules(columns, base)
+        excluded = np.zeros(n)
+        categories = np.zeros(n)
+        for rule in RULES:
+            if rule.kind is RuleKind.EXCLUSION:
+                excluded = np.maximum(excluded, rules.hits[rule.id])
+            elif rule.kind is RuleKind.CATEGORY:
+                categories = categories + rules.hits[rule.id]
+        harm = np.asarray(columns["harm_outcome"], dtype=object)
+        values: dict[str, np.ndarray] = {
+            "harm_severity": ordinal("harm_outcome", HARM_SEVERITY),
+            "property_harm": (harm == "property_loss").astype(float),
+            "disability_severity": np.where(np.isnan(grade), 0.0, 11.0 - grade),
+            "urgent_medical_need": np.asarray(columns["urgent_medical_need"], dtype=float),
+            "medical_cost_months": medical,
+            "case_expense_months": expense,
+            "necessary_expense_months": _known_or_nan(medical, expense),
+            "economic_loss_months": economic,
+            "compensation_received_months": received,
+            "other_relief_months": relief,
+            "compensation_in_hand_months": in_hand,
+            "court_award_months": months("court_award_yuan"),
+            "uncovered_loss_months": uncovered,
+            "victim_age": np.asarray(columns["victim_age"], dtype=float),
+            "household_size": size,
+            "dependants": np.asarray(columns["dependants"], dtype=float),
+            "minor_dependants": np.asarray(columns["minor_dependants"], dtype=float),
+            "income_per_head_share": income / size / base,
+            "labor_incapacity": labor,
+            "disability_certificate": np.asarray(columns["disability_certificate"], dtype=float),
+            "rural_hukou": np.asarray(columns["rural_hukou"], dtype=float),
+            "hardship_signals": hardship.astype(float),
+            "victim_at_fault": np.asarray(columns["victim_at_fault"], dtype=float),
+            "refused_cooperation": np.asarray(columns["refused_cooperation"], dtype=float),
+            "aided_before_for_this_case": np.asarray(
+                columns["aided_before_for_this_case"], dtype=float
+            ),
+            "excluded_by_rules": excluded.astype(float),
+            "eligible_categories": categories.astype(float),
+            "base_monthly_wage": base,
+            "decision_year": np.asarray(columns["decision_year"], dtype=float),
+            **{f"registry_{flag}": registry[flag] for flag in REGISTRY_FLAGS},
+        }
+        for name in CATEGORICAL_FIELDS:
+            codes = {level: float(i) for i, level in enumerate(self.categories_[name])}
+            values[name] = np.array([codes.get(v, np.nan) for v in columns[name]], dtype=float)
+        return np.column_stack([values[name] for name in FEATURE_NAMES])

@@ -1,0 +1,100 @@
+"""The synthetic history: deterministic, in the contract, realistic in scale, honest oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.synthetic import generate_history
+from features.wages import WageTable
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return generate_history(60_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def base(history: pd.DataFrame) -> np.ndarray:
+    _, _, monthly, _ = WageTable.from_csv().lookup_many(
+        history["province_code"].to_numpy(object), history["decision_year"].to_numpy()
+    )
+    return monthly
+
+
+def test_same_seed_same_history_other_seed_other_history() -> None:
+    a, b = generate_history(500, seed=3), generate_history(500, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert not generate_history(500, seed=4)["victim_age"].equals(a["victim_age"])
+
+
+def test_years_are_respected() -> None:
+    years = generate_history(2_000, seed=1, years=(2020, 2021))["decision_year"]
+    assert set(years.unique()) == {2020.0, 2021.0}
+    with pytest.raises(ValueError, match="years"):
+        generate_history(10, seed=1, years=(2030, 2020))
+
+
+def test_scale_matches_the_public_figures(history: pd.DataFrame) -> None:
+    granted = history[history["aid_granted"] == 1.0]
+    assert 0.2 < len(granted) / len(history) < 0.45
+    mean = granted["aid_amount_yuan"].mean()
+    assert 7_000 < mean < 12_000  # ~9,000 yuan per aided person nationally
+    assert granted["aid_amount_yuan"].skew() > 2  # right-skewed
+    assert granted["aid_amount_yuan"].quantile(0.999) > 60_000
+    assert (granted["aid_amount_yuan"] % 100 == 0).all()
+
+
+def test_the_ceiling_holds_except_under_the_court_award_exception(
+    history: pd.DataFrame, base: np.ndarray
+) -> None:
+    months = history["aid_amount_yuan"].to_numpy() / base
+    over = np.nan_to_num(months) > 36 + 1e-9
+    award = history["court_award_yuan"].to_numpy()
+    assert np.all(history["aid_amount_yuan"].to_numpy()[over] <= award[over] + 100)
+
+
+def test_outcomes_follow_the_rules(history: pd.DataFrame) -> None:
+    at_fault = history["victim_at_fault"] == 1.0
+    assert history.loc[at_fault, "aid_granted"].mean() < 0.5 * history["aid_granted"].mean()
+
+
+def test_realistic_missing_values(history: pd.DataFrame) -> None:
+    share = history.isna().mean()
+    assert 0.15 < share["monthly_household_income_yuan"] < 0.4
+    assert share["victim_age"] == 0 and share["province_code"] == 0
+
+
+def test_oracle_probabilities_are_calibrated(history: pd.DataFrame) -> None:
+    for label, oracle in [("aid_granted", "oracle_p_judicial_aid"),
+                          ("referred_social_assistance", "oracle_p_social_assistance"),
+                          ("civil_support_prosecution", "oracle_p_civil_support")]:  # fmt: skip
+        bins = pd.qcut(history[oracle], 10, duplicates="drop")
+        grouped = history.groupby(bins, observed=True)[[label, oracle]].mean()
+        assert np.abs(grouped[label] - grouped[oracle]).max() < 0.03, label
+
+
+def test_oracle_amounts_are_conditional_medians(history: pd.DataFrame, base: np.ndarray) -> None:
+    granted = (history["aid_granted"] == 1.0).to_numpy()
+    months = history["aid_amount_yuan"].to_numpy()[granted] / base[granted]
+    for column in ("oracle_amount_months_province", "oracle_amount_months_national"):
+        oracle = history[column].to_numpy()[granted]
+        below = months < oracle
+        assert abs(below.mean() - 0.5) < 0.02, column
+        # and within each harm outcome (the median holds conditionally, not just overall)
+        for harm in ("death", "severe_injury", "property_loss"):
+            mask = history["harm_outcome"].to_numpy()[granted] == harm
+            assert abs(below[mask].mean() - 0.5) < 0.05, (column, harm)
+    # knowing the province's practice helps; the province-blind oracle is the harder target
+    mae = {c: np.mean(np.abs(months - history[c].to_numpy()[granted]))
+           for c in ("oracle_amount_months_province", "oracle_amount_months_national")}  # fmt: skip
+    assert mae["oracle_amount_months_province"] < mae["oracle_amount_months_national"]
+
+
+def test_sex_does_not_drive_the_amount(history: pd.DataFrame) -> None:
+    granted = history[
+        (history["aid_granted"] == 1.0) & (history["crime_type"] == "traffic_accident")
+    ]
+    by_sex = granted.groupby("victim_sex")["oracle_amount_months_national"].median()
+    assert abs(by_sex["female"] / by_sex["male"] - 1) < 0.15
