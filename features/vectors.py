@@ -76,14 +76,16 @@ NUMERIC_FEATURES: tuple[str, ...] = tuple(
 FEATURE_NAMES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FIELDS
 
 
-def _columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Canonical columns (one array per input field) of a canonical frame."""
     missing = [name for name in INPUT_NAMES if name not in frame.columns]
     if missing:
         raise ValueError("records lack contract field(s): " + ", ".join(missing))
     return {name: frame[name].to_numpy() for name in INPUT_NAMES}
 
 
-def _columns_from_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def columns_from_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """One-row canonical columns of a canonical record (no pandas: the API's fast path)."""
     out: dict[str, np.ndarray] = {}
     for name in INPUT_NAMES:
         value = record.get(name)
@@ -116,7 +118,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> CaseVectorizer:
         """Learn the category levels seen in the history and load the wage table."""
-        columns = _columns_from_frame(X)
+        columns = columns_from_frame(X)
         self.wage_table_ = WageTable.from_csv(self.wage_table_path)
         self.categories_: dict[str, list[str]] = {}
         for name in CATEGORICAL_FIELDS:
@@ -135,12 +137,12 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """The matrix for a frame of canonical records (float64, NaN = unknown)."""
         check_is_fitted(self, "categories_")
-        return self._matrix(_columns_from_frame(X))
+        return self.transform_columns(columns_from_frame(X))
 
     def transform_record(self, record: Mapping[str, Any]) -> np.ndarray:
         """The 1-row matrix for one canonical record (a mapping, as the API holds it)."""
         check_is_fitted(self, "categories_")
-        return self._matrix(_columns_from_record(record))
+        return self.transform_columns(columns_from_record(record))
 
     def unseen_levels(self, record: Mapping[str, Any]) -> dict[str, str]:
         """Categorical values of a record the history never showed (encoded as missing)."""
@@ -159,7 +161,9 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         )
         return monthly
 
-    def _matrix(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def transform_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The matrix for canonical columns (one numpy array per contract field)."""
+        check_is_fitted(self, "categories_")
         n = len(columns["case_id"])
         base = self.base_monthly_wage(columns)
 

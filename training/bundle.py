@@ -1,0 +1,276 @@
+"""The model bundle: everything one registered version needs to answer for a case.
+
+One :class:`ModelBundle` holds the fitted case-vector pipeline, the amount model (median and
+the two interval quantiles, conformalised), the calibrated lead models, the similar-case
+index, the training config and the metadata it was promoted on. It is persisted with
+joblib, logged to MLflow as a pyfunc (``training.pyfunc``) and used directly by the API.
+
+Scoring is vectorised: :meth:`ModelBundle.score` takes a canonical frame (or one record)
+and returns every number of the answer as arrays, with one model call per booster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+from features.rules import RuleResults, evaluate_rules
+from features.vectors import (
+    CATEGORICAL_FIELDS,
+    FEATURE_LABELS_ZH,
+    CaseVectorizer,
+    columns_from_frame,
+    columns_from_record,
+)
+from training.config import TrainingConfig
+
+SIMILAR_CASE_COLUMNS = (
+    "case_id", "decision_year", "province_code", "crime_type", "harm_outcome",
+    "aid_amount_yuan", "amount_months",
+)  # fmt: skip
+
+
+@dataclass
+class AmountModel:
+    """Reference amount in months of the base: the median and an 80 % interval.
+
+    The boosters work on log(months): the median model is an L2 fit with monotone
+    constraints (LightGBM allows none with L1 or quantile objectives), whose exp is the
+    conditional median when the noise is symmetric in log space; the interval's quantile
+    models are widened by a split-conformal margin (in log months) fitted on validation.
+    """
+
+    features: tuple[str, ...]
+    columns: np.ndarray  # positions of ``features`` in the full case vector
+    median: lgb.Booster
+    low: lgb.Booster
+    high: lgb.Booster
+    conformal_margin: float  # log-months added on both sides
+    coverage: float
+
+    def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(median, low, high) in months, before the ceiling; low ≤ median ≤ high."""
+        x = matrix[:, self.columns]
+        log_median = np.asarray(self.median.predict(x))
+        log_low = np.asarray(self.low.predict(x)) - self.conformal_margin
+        log_high = np.asarray(self.high.predict(x)) + self.conformal_margin
+        median = np.exp(log_median)
+        return (
+            median,
+            np.exp(np.minimum(log_low, log_median)),
+            np.exp(np.maximum(log_high, log_median)),
+        )
+
+    def contributions_in_months(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions in months and the base value, adding up to the median.
+
+        Exact TreeSHAP gives additive contributions φ in log months (f = φ₀ + Σφ). They are
+        rescaled by (e^f − e^φ₀)/(f − φ₀), which keeps every sign and ranking and makes
+        e^φ₀ + Σ φ·ratio equal the median in months exactly.
+        """
+        phi = np.asarray(self.median.predict(matrix[:, self.columns], pred_contrib=True))
+        f, f0 = phi.sum(axis=1), phi[:, -1]
+        gap = f - f0
+        safe = np.where(np.abs(gap) > 1e-12, gap, 1.0)
+        ratio = np.where(np.abs(gap) > 1e-12, (np.exp(f) - np.exp(f0)) / safe, np.exp(f0))
+        return phi[:, :-1] * ratio[:, None], np.exp(f0)
+
+
+@dataclass
+class LeadModel:
+    """A lead: a booster (log-odds) and an isotonic calibrator fitted on the validation years."""
+
+    name: str
+    features: tuple[str, ...]
+    columns: np.ndarray
+    booster: lgb.Booster
+    calibrator: IsotonicRegression
+    threshold: float
+
+    def raw_probability(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's own probability."""
+        return np.asarray(self.booster.predict(matrix[:, self.columns]))
+
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        """The calibrated probability."""
+        return np.asarray(self.calibrator.predict(self.raw_probability(matrix)))
+
+
+@dataclass
+class SimilarCaseIndex:
+    """Historical aided cases as weighted vectors; euclidean distance, similarity 1/(1+d).
+
+    Numeric features are standardised and weighted by the amount model's mean absolute
+    contribution (so "similar" means similar in what drives the amount); a categorical
+    mismatch costs the feature's weight. Unknown values are imputed with the history's
+    median, so a case identical to a historical one is at distance 0.
+    """
+
+    features: tuple[str, ...]
+    columns: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    categorical: np.ndarray  # bool per feature
+    levels: list[np.ndarray]  # per categorical feature: its codes
+    embedded: np.ndarray  # float32 (n, m)
+    norms: np.ndarray
+    cases: pd.DataFrame
+
+    def embed(self, matrix: np.ndarray) -> np.ndarray:
+        """Case vectors → the index's weighted space."""
+        x = matrix[:, self.columns]
+        parts = []
+        level_iter = iter(self.levels)
+        for j in range(x.shape[1]):
+            column = np.where(np.isnan(x[:, j]), self.center[j], x[:, j])
+            if self.categorical[j]:
+                codes = next(level_iter)
+                onehot = (column[:, None] == codes[None, :]).astype(np.float64)
+                parts.append(onehot * np.sqrt(self.weights[j] / 2.0))
+            else:
+                parts.append(
+                    ((column - self.center[j]) / self.scale[j] * np.sqrt(self.weights[j]))[:, None]
+                )
+        return np.hstack(parts).astype(np.float32)
+
+    def query(self, matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices into :attr:`cases` and similarities of the k nearest, per row."""
+        q = self.embed(matrix)
+        squared = (q * q).sum(axis=1)[:, None] - 2.0 * (q @ self.embedded.T) + self.norms[None, :]
+        squared = np.maximum(squared, 0.0)
+        k = min(k, squared.shape[1])
+        nearest = np.argpartition(squared, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(squared, nearest, axis=1).argsort(axis=1, kind="stable")
+        nearest = np.take_along_axis(nearest, order, axis=1)
+        distance = np.sqrt(np.take_along_axis(squared, nearest, axis=1))
+        return nearest, 1.0 / (1.0 + distance)
+
+
+@dataclass
+class Scores:
+    """Every number of the answer for each scored row (arrays aligned with the input)."""
+
+    case_id: np.ndarray
+    matrix: np.ndarray
+    columns: dict[str, np.ndarray]
+    rules: RuleResults
+    base_monthly_wage: np.ndarray
+    wage_year: np.ndarray
+    wage_estimated: np.ndarray
+    ceiling_yuan: np.ndarray
+    model_months: np.ndarray  # the model's median before the ceiling
+    months_of_wage: np.ndarray  # after the ceiling
+    reference_amount_yuan: np.ndarray
+    interval_low_yuan: np.ndarray
+    interval_high_yuan: np.ndarray
+    ceiling_bound: np.ndarray
+    lead_probability: dict[str, np.ndarray]
+    lead_flagged: dict[str, np.ndarray]
+
+    def table(self) -> pd.DataFrame:
+        """One row per case in the columns ``score-file`` writes."""
+        hits = [";".join(self.rules.rule_ids(i)) for i in range(len(self.case_id))]
+        return pd.DataFrame(
+            {
+                "case_id": self.case_id,
+                "reference_amount_yuan": np.round(self.reference_amount_yuan, 2),
+                "interval_low_yuan": np.round(self.interval_low_yuan, 2),
+                "interval_high_yuan": np.round(self.interval_high_yuan, 2),
+                "months_of_wage": np.round(self.months_of_wage, 4),
+                "base_monthly_wage_yuan": np.round(self.base_monthly_wage, 2),
+                "p_judicial_aid": self.lead_probability.get("judicial_aid"),
+                "p_social_assistance": self.lead_probability.get("social_assistance"),
+                "p_civil_support": self.lead_probability.get("civil_support"),
+                "eligibility_status": self.rules.status,
+                "rule_hits": hits,
+            }
+        )
+
+
+@dataclass
+class ModelBundle:
+    """One consistent set of pipeline, models, index and metadata (one registered version)."""
+
+    vectorizer: CaseVectorizer
+    config: TrainingConfig
+    amount: AmountModel
+    leads: dict[str, LeadModel]
+    index: SimilarCaseIndex
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the full case vector."""
+        return [str(n) for n in self.vectorizer.get_feature_names_out()]
+
+    def score_record(self, record: Mapping[str, Any]) -> Scores:
+        """Score one canonical record (the API's single-case path; no pandas)."""
+        return self._score(columns_from_record(record))
+
+    def score(self, frame: pd.DataFrame) -> Scores:
+        """Score a canonical frame (outcome and unknown columns are ignored)."""
+        return self._score(columns_from_frame(frame))
+
+    def _score(self, columns: dict[str, np.ndarray]) -> Scores:
+        matrix = self.vectorizer.transform_columns(columns)
+        table = self.vectorizer.wage_table_
+        _, wage_year, base, estimated = table.lookup_many(
+            np.asarray(columns["province_code"], dtype=object),
+            np.asarray(columns["decision_year"], dtype=float),
+        )
+        rules = evaluate_rules(columns, base)
+        median, low, high = self.amount.predict(matrix)
+        ceiling_months = rules.ceiling_yuan / base
+        months = np.minimum(median, ceiling_months)
+        probability = {name: lead.probability(matrix) for name, lead in self.leads.items()}
+        flagged = {name: probability[name] >= lead.threshold for name, lead in self.leads.items()}
+        return Scores(
+            case_id=np.asarray(columns["case_id"], dtype=object),
+            matrix=matrix,
+            columns=columns,
+            rules=rules,
+            base_monthly_wage=base,
+            wage_year=wage_year,
+            wage_estimated=estimated,
+            ceiling_yuan=rules.ceiling_yuan,
+            model_months=median,
+            months_of_wage=months,
+            reference_amount_yuan=months * base,
+            interval_low_yuan=np.minimum(low, ceiling_months) * base,
+            interval_high_yuan=np.minimum(high, ceiling_months) * base,
+            ceiling_bound=median > ceiling_months,
+            lead_probability=probability,
+            lead_flagged=flagged,
+        )
+
+    def contributions(self, target: str, matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Exact TreeSHAP contributions (LightGBM ``pred_contrib``): (features, n × (m+1)).
+
+        The last column is the base value; each row adds up to the model's raw output
+        (months for the amount, log-odds for a lead).
+        """
+        if target == "reference_amount":
+            model_features, columns, booster = (
+                self.amount.features, self.amount.columns, self.amount.median,
+            )  # fmt: skip
+        else:
+            lead = self.leads[target]
+            model_features, columns, booster = lead.features, lead.columns, lead.booster
+        values = np.asarray(booster.predict(matrix[:, columns], pred_contrib=True))
+        return list(model_features), values
+
+    def label_zh(self, feature: str) -> str:
+        """The Chinese label a reviewer reads for a feature."""
+        return FEATURE_LABELS_ZH.get(feature, feature)
+
+    @staticmethod
+    def is_categorical(feature: str) -> bool:
+        """Whether a feature is a categorical code."""
+        return feature in CATEGORICAL_FIELDS

@@ -1,0 +1,260 @@
+"""Training every target of the config into one :class:`~training.bundle.ModelBundle`.
+
+The split is by time, as a deployment lives: the oldest years train, the next validate
+(early stopping, the leads' isotonic calibration, the interval's conformal margin) and the
+newest are held out for evaluation only. The amount is learned in months of the base on
+granted cases, as the conditional median (L1), with LightGBM's monotone constraints where
+the law is monotone; its 80 % interval comes from the 10 % and 90 % quantile models,
+widened by a split-conformal margin so that the validation years are covered as promised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+from features.vectors import CATEGORICAL_FIELDS, CaseVectorizer
+from training.bundle import (
+    SIMILAR_CASE_COLUMNS,
+    AmountModel,
+    LeadModel,
+    ModelBundle,
+    SimilarCaseIndex,
+)
+from training.config import TargetConfig, TrainingConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class TrainingError(ValueError):
+    """The history cannot train the configured models (too few years, no granted cases...)."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Row masks of the three parts and the years each covers."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    holdout: np.ndarray
+    years: dict[str, list[int]]
+
+
+def split_by_time(history: pd.DataFrame, config: TrainingConfig) -> TimeSplit:
+    """Oldest years train, then validation years, newest years are held out."""
+    years = sorted(int(y) for y in pd.unique(history["decision_year"].dropna()))
+    needed = config.validation_years + config.holdout_years + 1
+    if len(years) < needed:
+        raise TrainingError(
+            f"the history covers {len(years)} decision year(s) {years}; a split by time needs "
+            f"at least {needed} (train, {config.validation_years} validation, "
+            f"{config.holdout_years} holdout)"
+        )
+    holdout_years = years[-config.holdout_years :]
+    validation_years = years[-needed + 1 : -config.holdout_years]
+    train_years = years[: -needed + 1]
+    year = history["decision_year"].to_numpy()
+    return TimeSplit(
+        train=np.isin(year, train_years),
+        validation=np.isin(year, validation_years),
+        holdout=np.isin(year, holdout_years),
+        years={"train": train_years, "validation": validation_years, "holdout": holdout_years},
+    )
+
+
+def label_of(history: pd.DataFrame, target: TargetConfig, base: np.ndarray) -> np.ndarray:
+    """The training label of a target (months of the base for the amount)."""
+    if target.label == "aid_amount_months":
+        return history["aid_amount_yuan"].to_numpy(dtype=float) / base
+    return history[target.label].to_numpy(dtype=float)
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, target: TargetConfig, **kw: Any) -> lgb.Dataset:
+    categorical = [i for i, f in enumerate(target.features) if f in CATEGORICAL_FIELDS]
+    return lgb.Dataset(
+        x, label=y, feature_name=list(target.features), categorical_feature=categorical,
+        free_raw_data=False, **kw,
+    )  # fmt: skip
+
+
+def _fit_booster(
+    target: TargetConfig,
+    objective: dict[str, Any],
+    config: TrainingConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+) -> lgb.Booster:
+    params = {**target.params, **objective}
+    if target.monotone:
+        params["monotone_constraints"] = target.monotone_constraints()
+        params["monotone_constraints_method"] = "advanced"
+    train_set = _dataset(*train, target)
+    valid_set = _dataset(*valid, target, reference=train_set)
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=config.num_boost_round,
+        valid_sets=[valid_set],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    log.info(
+        "%s %s: %d trees (best iteration %d)",
+        target.name, objective.get("objective"), booster.num_trees(), booster.best_iteration,
+    )  # fmt: skip
+    return booster
+
+
+def _columns(vectorizer: CaseVectorizer, features: tuple[str, ...]) -> np.ndarray:
+    names = list(vectorizer.get_feature_names_out())
+    return np.asarray([names.index(f) for f in features], dtype=int)
+
+
+def train_amount(
+    target: TargetConfig,
+    config: TrainingConfig,
+    matrix: np.ndarray,
+    months: np.ndarray,
+    split: TimeSplit,
+    columns: np.ndarray,
+) -> AmountModel:
+    """The median and the conformalised 80 % interval, learned on log(months)."""
+    granted = ~np.isnan(months) & (months > 0)
+    tr, va = split.train & granted, split.validation & granted
+    if tr.sum() < 100 or va.sum() < 30:
+        raise TrainingError(
+            f"too few granted cases to learn the amount: {int(tr.sum())} in the training years, "
+            f"{int(va.sum())} in the validation years"
+        )
+    x, y = matrix[:, columns], np.log(np.where(granted, months, 1.0))
+    train, valid = (x[tr], y[tr]), (x[va], y[va])
+    median = _fit_booster(target, {"objective": target.objective}, config, train, valid)
+    coverage = float(target.interval or 0.8)
+    tail = (1.0 - coverage) / 2.0
+    free = replace(target, monotone={})  # LightGBM: no monotone constraints with quantiles
+    low = _fit_booster(free, {"objective": "quantile", "alpha": tail}, config, train, valid)
+    high = _fit_booster(free, {"objective": "quantile", "alpha": 1 - tail}, config, train, valid)
+    # split-conformal (CQR): widen both sides by the coverage quantile of the misses
+    miss = np.maximum(low.predict(x[va]) - y[va], y[va] - high.predict(x[va]))
+    rank = min(1.0, np.ceil((va.sum() + 1) * coverage) / va.sum())
+    margin = float(np.quantile(miss, rank, method="higher"))
+    log.info("amount interval: conformal margin %.3f log-months on %d cases", margin, va.sum())
+    return AmountModel(target.features, columns, median, low, high, margin, coverage)
+
+
+def train_lead(
+    target: TargetConfig,
+    config: TrainingConfig,
+    matrix: np.ndarray,
+    label: np.ndarray,
+    split: TimeSplit,
+    columns: np.ndarray,
+) -> LeadModel:
+    """A lead booster and its isotonic calibration on the validation years."""
+    known = ~np.isnan(label)
+    tr, va = split.train & known, split.validation & known
+    for part, mask in (("training", tr), ("validation", va)):
+        if len(np.unique(label[mask])) < 2:
+            raise TrainingError(f"{target.name}: the {part} years hold only one class")
+    x = matrix[:, columns]
+    booster = _fit_booster(
+        target, {"objective": target.objective}, config, (x[tr], label[tr]), (x[va], label[va])
+    )
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    calibrator.fit(booster.predict(x[va]), label[va])
+    threshold = config.flag_threshold.get(target.name, 0.5)
+    return LeadModel(target.name, target.features, columns, booster, calibrator, threshold)
+
+
+def build_index(
+    amount: AmountModel,
+    history: pd.DataFrame,
+    matrix: np.ndarray,
+    months: np.ndarray,
+) -> SimilarCaseIndex:
+    """The historical aided cases, weighted by what drives the amount."""
+    granted = ~np.isnan(months)
+    x = matrix[granted][:, amount.columns]
+    sample = matrix[granted][:: max(1, int(granted.sum()) // 5000)]
+    contributions, _ = amount.contributions_in_months(sample)
+    weights = np.abs(contributions).mean(axis=0)
+    weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1.0)
+    center = np.nanmedian(x, axis=0)
+    center = np.where(np.isnan(center), 0.0, center)
+    scale = np.nanstd(x, axis=0)
+    scale = np.where(~(scale > 0), 1.0, scale)
+    categorical = np.array([f in CATEGORICAL_FIELDS for f in amount.features])
+    levels = [np.unique(x[:, j][~np.isnan(x[:, j])]) for j in np.flatnonzero(categorical)]
+    cases = history.loc[granted, list(SIMILAR_CASE_COLUMNS[:-1])].reset_index(drop=True)
+    cases["amount_months"] = months[granted]
+    index = SimilarCaseIndex(
+        features=amount.features, columns=amount.columns, center=center, scale=scale,
+        weights=weights, categorical=categorical, levels=levels,
+        embedded=np.zeros((0, 0), np.float32), norms=np.zeros(0, np.float32), cases=cases,
+    )  # fmt: skip
+    index.embedded = index.embed(matrix[granted])
+    index.norms = (index.embedded * index.embedded).sum(axis=1)
+    return index
+
+
+def train_bundle(
+    history: pd.DataFrame,
+    config: TrainingConfig,
+    wage_table_path: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[ModelBundle, TimeSplit]:
+    """Train every target on a canonical history; returns the bundle and the split used."""
+    step = progress or (lambda message: log.info(message))
+    split = split_by_time(history, config)
+    step(f"split by time: {split.years}")
+    vectorizer = CaseVectorizer(wage_table_path=wage_table_path).fit(history.loc[split.train])
+    matrix = vectorizer.transform(history)
+    base = matrix[:, list(vectorizer.get_feature_names_out()).index("base_monthly_wage")]
+    amount_target = config.amount
+    months = label_of(history, amount_target, base)
+    step("training the reference amount (median and interval)")
+    amount = train_amount(
+        amount_target, config, matrix, months, split, _columns(vectorizer, amount_target.features)
+    )
+    leads = {}
+    for target in config.leads:
+        step(f"training the {target.name} lead")
+        label = label_of(history, target, base)
+        leads[target.name] = train_lead(
+            target, config, matrix, label, split, _columns(vectorizer, target.features)
+        )
+    step("building the similar-case index")
+    index = build_index(amount, history, matrix, months)
+    metadata = {
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": len(history),
+        "rows_by_part": {
+            "train": int(split.train.sum()),
+            "validation": int(split.validation.sum()),
+            "holdout": int(split.holdout.sum()),
+        },
+        "years": split.years,
+        "granted_cases_in_index": len(index.cases),
+        "config_version": config.version,
+        "config_digest": config.digest,
+        "wage_table_source": vectorizer.wage_table_.source,
+        "wage_table_version": vectorizer.wage_table_.version,
+        "best_iterations": {
+            "reference_amount": amount.median.best_iteration,
+            "reference_amount_low": amount.low.best_iteration,
+            "reference_amount_high": amount.high.best_iteration,
+            **{name: lead.booster.best_iteration for name, lead in leads.items()},
+        },
+        "interval_conformal_margin_months": amount.conformal_margin,
+    }
+    bundle = ModelBundle(vectorizer, config, amount, leads, index, metadata)
+    return bundle, split
