@@ -14,6 +14,8 @@ from features.contract import parse_records
 from features.synthetic import generate_history
 from features.tables import read_table, write_table
 from features.wages import WageTable
+from training import cli as training_cli
+from training.registry import CHAMPION, configure_tracking, version_for
 
 app = typer.Typer(
     help="Reference amounts and leads for state judicial assistance (国家司法救助).",
@@ -35,6 +37,11 @@ def _configure(
 
 app.command()(features_cli.validate)
 app.command()(features_cli.generate)
+app.command()(training_cli.train)
+app.command()(training_cli.evaluate)
+app.command()(training_cli.promote)
+app.command()(training_cli.rollback)
+app.command("score-file")(training_cli.score_file)
 
 
 @app.command()
@@ -42,7 +49,7 @@ def run(
     rows: Annotated[int, typer.Option(min=1000, help="cases in the generated history")] = 200_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 2026,
 ) -> None:
-    """The main job: generate a history if there is none, and validate it."""
+    """The main job: a history (generated if there is none), trained, promoted."""
     settings = get_settings()
     history: Path = settings.history_path
     if not history.exists():
@@ -55,6 +62,14 @@ def run(
     if parsed.violations:
         raise typer.Exit(1)
     log.info("history ready: %s (%d cases)", history, len(parsed.frame))
+    training_cli.train(data=history)
+    training_cli.promote(data=history)
+    uri = configure_tracking(settings.data_dir, settings.tracking_uri)
+    champion = version_for(settings.registered_model, CHAMPION)
+    typer.echo(
+        f"champion: models:/{settings.registered_model}@{CHAMPION} (version {champion})\n"
+        f"tracking store: {uri}  (browse: .venv/bin/mlflow ui --backend-store-uri {uri})"
+    )
 
 
 if __name__ == "__main__":

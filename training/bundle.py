@@ -83,14 +83,38 @@ class AmountModel:
 
 
 @dataclass
+class Calibrator:
+    """Maps a booster's probability to a calibrated one: identity, Platt or isotonic.
+
+    Which one is chosen on the validation years (see ``training.train.choose_calibrator``);
+    LightGBM's log-loss already calibrates well, so identity is a legitimate outcome.
+    """
+
+    kind: str
+    platt: tuple[float, float] = (1.0, 0.0)
+    isotonic: IsotonicRegression | None = None
+
+    def predict(self, probability: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities."""
+        p = np.asarray(probability, dtype=float)
+        if self.kind == "platt":
+            a, b = self.platt
+            logit = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))
+            return np.asarray(1.0 / (1.0 + np.exp(-(a * logit + b))))
+        if self.kind == "isotonic" and self.isotonic is not None:
+            return np.asarray(self.isotonic.predict(p))
+        return p
+
+
+@dataclass
 class LeadModel:
-    """A lead: a booster (log-odds) and an isotonic calibrator fitted on the validation years."""
+    """A lead: a booster (log-odds) and the calibrator chosen on the validation years."""
 
     name: str
     features: tuple[str, ...]
     columns: np.ndarray
     booster: lgb.Booster
-    calibrator: IsotonicRegression
+    calibrator: Calibrator
     threshold: float
 
     def raw_probability(self, matrix: np.ndarray) -> np.ndarray:

@@ -20,11 +20,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 
 from features.vectors import CATEGORICAL_FIELDS, CaseVectorizer
 from training.bundle import (
     SIMILAR_CASE_COLUMNS,
     AmountModel,
+    Calibrator,
     LeadModel,
     ModelBundle,
     SimilarCaseIndex,
@@ -34,6 +36,7 @@ from training.config import TargetConfig, TrainingConfig
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+CALIBRATORS = ("identity", "platt", "isotonic")  # simplest first
 
 
 class TrainingError(ValueError):
@@ -169,10 +172,46 @@ def train_lead(
     booster = _fit_booster(
         target, {"objective": target.objective}, config, (x[tr], label[tr]), (x[va], label[va])
     )
-    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    calibrator.fit(booster.predict(x[va]), label[va])
+    calibrator, briers = choose_calibrator(np.asarray(booster.predict(x[va])), label[va])
+    log.info("%s: calibrator %s (2-fold Brier on validation %s)", target.name, calibrator.kind,
+             {k: round(v, 5) for k, v in briers.items()})  # fmt: skip
     threshold = config.flag_threshold.get(target.name, 0.5)
     return LeadModel(target.name, target.features, columns, booster, calibrator, threshold)
+
+
+def _fit_calibrator(kind: str, raw: np.ndarray, label: np.ndarray) -> Calibrator:
+    if kind == "platt":
+        logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1))[:, None]
+        model = LogisticRegression(C=1e6).fit(logit, label)
+        return Calibrator("platt", platt=(float(model.coef_[0, 0]), float(model.intercept_[0])))
+    if kind == "isotonic":
+        isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, label)
+        return Calibrator("isotonic", isotonic=isotonic)
+    return Calibrator("identity")
+
+
+def choose_calibrator(
+    raw: np.ndarray, label: np.ndarray, tolerance: float = 1e-5
+) -> tuple[Calibrator, dict[str, float]]:
+    """Identity, Platt or isotonic, by 2-fold Brier score on the validation years.
+
+    A more flexible map must beat a simpler one by ``tolerance`` to be chosen, so noise in
+    one year of data does not buy a calibrator that makes the holdout worse.
+    """
+    fold = np.random.default_rng(0).random(len(raw)) < 0.5
+    briers: dict[str, float] = {}
+    for kind in CALIBRATORS:
+        losses = []
+        for fit_part in (fold, ~fold):
+            calibrator = _fit_calibrator(kind, raw[fit_part], label[fit_part])
+            predicted = calibrator.predict(raw[~fit_part])
+            losses.append(float(np.mean((predicted - label[~fit_part]) ** 2)))
+        briers[kind] = float(np.mean(losses))
+    chosen = CALIBRATORS[0]
+    for kind in CALIBRATORS[1:]:
+        if briers[kind] < briers[chosen] - tolerance:
+            chosen = kind
+    return _fit_calibrator(chosen, raw, label), briers
 
 
 def build_index(
@@ -254,7 +293,8 @@ def train_bundle(
             "reference_amount_high": amount.high.best_iteration,
             **{name: lead.booster.best_iteration for name, lead in leads.items()},
         },
-        "interval_conformal_margin_months": amount.conformal_margin,
+        "interval_conformal_margin_log_months": amount.conformal_margin,
+        "calibrators": {name: lead.calibrator.kind for name, lead in leads.items()},
     }
     bundle = ModelBundle(vectorizer, config, amount, leads, index, metadata)
     return bundle, split

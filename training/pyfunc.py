@@ -1,0 +1,101 @@
+"""The bundle as an MLflow pyfunc, so MLflow's own tools (serve, spark_udf) can score with it.
+
+Input: a DataFrame of case records in the contract's wire shape (``registry_flags`` as the
+``|``-joined tokens, as in CSV). Output: one row per input row in the ``score-file``
+columns, plus ``error`` naming what was wrong with a row that breaks the contract (its
+numbers are then empty). Outcome and unknown columns are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, DataType, Schema
+
+from features.contract import INPUT_FIELDS, OUTCOME_NAMES, Kind, parse_records
+from training.bundle import ModelBundle
+
+OUTPUT_COLUMNS = (
+    "case_id", "reference_amount_yuan", "interval_low_yuan", "interval_high_yuan",
+    "months_of_wage", "base_monthly_wage_yuan", "p_judicial_aid", "p_social_assistance",
+    "p_civil_support", "eligibility_status", "rule_hits",
+)  # fmt: skip
+
+_WIRE_TYPES = {
+    Kind.STRING: DataType.string,
+    Kind.ENUM: DataType.string,
+    Kind.LIST: DataType.string,
+    Kind.INT: DataType.double,  # nullable integers travel as doubles (NaN = unknown)
+    Kind.NUMBER: DataType.double,
+    Kind.BOOL: DataType.double,  # 1/0, NaN = unknown: MLflow cannot carry a nullable bool
+}
+
+
+def score_table(bundle: ModelBundle, records: pd.DataFrame) -> pd.DataFrame:
+    """Score a frame of wire records; rows that break the contract get an ``error``."""
+    inputs = records.drop(columns=[c for c in OUTCOME_NAMES if c in records.columns])
+    parsed = parse_records(inputs, scoring=True)
+    errors = np.full(len(inputs), None, dtype=object)
+    for violation in parsed.violations:
+        row = violation.row - 1
+        text = f"{violation.field}: {violation.rule}"
+        errors[row] = text if errors[row] is None else f"{errors[row]}; {text}"
+    valid = ~parsed.invalid_rows
+    out = pd.DataFrame(index=range(len(inputs)), columns=[*OUTPUT_COLUMNS, "error"], dtype=object)
+    out["case_id"] = parsed.frame["case_id"].to_numpy()
+    if valid.any():
+        table = bundle.score(parsed.frame.loc[valid].reset_index(drop=True)).table()
+        out.loc[valid, list(OUTPUT_COLUMNS)] = table[list(OUTPUT_COLUMNS)].to_numpy()
+    out["error"] = errors
+    numeric = [c for c in OUTPUT_COLUMNS if c not in ("case_id", "eligibility_status", "rule_hits")]
+    out[numeric] = out[numeric].astype(float)
+    return out
+
+
+class JudicialAidModel(PythonModel):
+    """Loads the joblib bundle from the model's artifacts and scores DataFrames."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the bundle once per process."""
+        self.bundle: ModelBundle = joblib.load(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        """One output row per input row (see the module docstring)."""
+        return score_table(self.bundle, pd.DataFrame(model_input))
+
+
+def signature() -> ModelSignature:
+    """The input schema of the contract (every field optional but the required ones)."""
+    inputs = Schema(
+        [ColSpec(_WIRE_TYPES[f.kind], f.name, required=f.required) for f in INPUT_FIELDS]
+    )
+    outputs = Schema(
+        [
+            ColSpec(DataType.string, "case_id"),
+            *[
+                ColSpec(DataType.double, c)
+                for c in OUTPUT_COLUMNS
+                if c not in ("case_id", "eligibility_status", "rule_hits")
+            ],
+            ColSpec(DataType.string, "eligibility_status"),
+            ColSpec(DataType.string, "rule_hits"),
+            ColSpec(DataType.string, "error", required=False),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example(frame: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
+    """A few canonical records in the signature's wire types."""
+    example = frame.loc[: rows - 1, [f.name for f in INPUT_FIELDS]].copy()
+    for spec in INPUT_FIELDS:
+        if _WIRE_TYPES[spec.kind] is DataType.double:
+            example[spec.name] = example[spec.name].astype(float)
+        else:
+            example[spec.name] = example[spec.name].astype(object)
+    return example.reset_index(drop=True)

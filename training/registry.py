@@ -1,0 +1,271 @@
+"""The MLflow side: one run per training, one registered version per bundle, aliases.
+
+``challenger`` is the newest trained version; ``champion`` is what serving loads. The gate
+(:func:`promotion_decision`) moves ``champion`` only when the challenger is not worse
+beyond the config's tolerances on the primary metrics, measured on the same holdout; the
+reason is written as tags on the version. Embedded default: a SQLite tracking store and
+local artifacts under the data directory; ``MLFLOW_TRACKING_URI`` overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from training.bundle import ModelBundle
+from training.config import TrainingConfig
+from training.evaluate import Evaluation, write_plots
+from training.pyfunc import input_example, signature
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "judicial-aid"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PRIMARY_LEAD = "judicial_aid"
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked (no such version, no champion...)."""
+
+
+def configure_tracking(data_dir: Path, tracking_uri: str | None = None) -> str:
+    """Point MLflow at the tracking store: explicit, ``MLFLOW_TRACKING_URI``, or SQLite."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def _experiment_id(data_dir: Path) -> str:
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    artifacts = (data_dir / "mlartifacts").resolve()
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri()))
+
+
+def _flat_params(config: TrainingConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "config_version": config.version,
+        "config_digest": config.digest,
+        "validation_years": config.validation_years,
+        "holdout_years": config.holdout_years,
+        "num_boost_round": config.num_boost_round,
+        "early_stopping_rounds": config.early_stopping_rounds,
+    }
+    for name, target in config.targets.items():
+        params[f"{name}.objective"] = target.objective
+        params[f"{name}.n_features"] = len(target.features)
+        for key in ("learning_rate", "num_leaves", "max_depth", "min_data_in_leaf"):
+            if key in target.params:
+                params[f"{name}.{key}"] = target.params[key]
+    params["reference_amount.monotone"] = json.dumps(config.amount.monotone)
+    return params
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where one training ended up."""
+
+    run_id: str
+    version: str
+    model_uri: str
+    tracking_uri: str
+
+
+def log_training_run(
+    bundle: ModelBundle,
+    evaluation: Evaluation,
+    history: pd.DataFrame,
+    data_dir: Path,
+    registered_model: str,
+    data_path: str | None = None,
+) -> LoggedModel:
+    """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger."""
+    experiment_id = _experiment_id(data_dir)
+    bundle.metadata["evaluation"] = evaluation.metrics
+    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        mlflow.log_params(_flat_params(bundle.config))
+        mlflow.log_metrics(evaluation.metrics)
+        mlflow.set_tags(
+            {
+                "data_path": data_path or "",
+                "rows": str(len(history)),
+                "wage_table_version": bundle.metadata.get("wage_table_version", ""),
+            }
+        )
+        (folder / "evaluation.json").write_text(
+            json.dumps(
+                {"metadata": bundle.metadata, **evaluation.report},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            ),
+            encoding="utf-8",
+        )
+        mlflow.log_artifact(str(folder / "evaluation.json"))
+        for plot in write_plots(evaluation, folder / "plots"):
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        bundle_path = folder / "bundle.joblib"
+        joblib.dump(bundle, bundle_path, compress=3)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={"bundle": str(bundle_path)},
+            signature=signature(),
+            input_example=input_example(history),
+            registered_model_name=registered_model,
+            metadata={"config_version": bundle.config.version},
+        )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(registered_model, CHALLENGER, version)
+    client.set_model_version_tag(registered_model, version, "run_id", run.info.run_id)
+    log.info("run %s registered as %s version %s (alias %s)",
+             run.info.run_id, registered_model, version, CHALLENGER)  # fmt: skip
+    return LoggedModel(
+        run.info.run_id, version, f"models:/{registered_model}/{version}", mlflow.get_tracking_uri()
+    )
+
+
+def version_for(registered_model: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias is not set."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(registered_model, alias).version)
+    except MlflowException:
+        return None
+
+
+def resolve_model_uri(model_uri: str) -> tuple[str, str]:
+    """``models:/name@alias`` or ``models:/name/version`` → (name, version)."""
+    if not model_uri.startswith("models:/"):
+        raise RegistryError(f"{model_uri!r} is not a registry URI (models:/name@alias)")
+    rest = model_uri[len("models:/") :]
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        version = version_for(name, alias)
+        if version is None:
+            raise RegistryError(f"no version of {name!r} has the alias {alias!r}")
+        return name, version
+    name, _, version = rest.partition("/")
+    if not version:
+        raise RegistryError(f"{model_uri!r} names no version or alias")
+    return name, version
+
+
+def load_bundle(model_uri: str) -> tuple[ModelBundle, dict[str, str]]:
+    """Load a registered bundle and say which version and run it is."""
+    name, version = resolve_model_uri(model_uri)
+    try:
+        model_version = MlflowClient().get_model_version(name, version)
+        loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except MlflowException as exc:
+        raise RegistryError(f"cannot load {model_uri}: {exc.message}") from exc
+    bundle = loaded.unwrap_python_model().bundle
+    return bundle, {"name": name, "version": version, "run_id": str(model_version.run_id)}
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """The gate's verdict and why."""
+
+    promote: bool
+    reason: str
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+
+
+def promotion_decision(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    config: TrainingConfig,
+    lead_names: list[str],
+) -> PromotionDecision:
+    """Promote unless the challenger is worse beyond tolerance on a primary metric.
+
+    Primary metrics: the amount's MAE in yuan (relative tolerance) and every lead's AUC
+    (absolute tolerance), all measured on the same holdout rows.
+    """
+    if champion is None:
+        return PromotionDecision(True, "no champion yet: the first model is promoted",
+                                 challenger, None)  # fmt: skip
+    amount_tolerance = config.promotion.get("amount_mae_yuan_relative", 0.02)
+    auc_tolerance = config.promotion.get("lead_auc_absolute", 0.005)
+    worse = []
+    limit = champion["amount_mae_yuan"] * (1 + amount_tolerance)
+    if challenger["amount_mae_yuan"] > limit:
+        worse.append(
+            f"amount MAE {challenger['amount_mae_yuan']:.0f} yuan > champion "
+            f"{champion['amount_mae_yuan']:.0f} × (1 + {amount_tolerance})"
+        )
+    for name in lead_names:
+        key = f"{name}_auc"
+        if challenger[key] < champion[key] - auc_tolerance:
+            worse.append(
+                f"{name} AUC {challenger[key]:.4f} < champion {champion[key]:.4f} − {auc_tolerance}"
+            )
+    if worse:
+        return PromotionDecision(False, "challenger is worse: " + "; ".join(worse),
+                                 challenger, champion)  # fmt: skip
+    aucs = [
+        f"{n} AUC {challenger[f'{n}_auc']:.4f} vs {champion[f'{n}_auc']:.4f}" for n in lead_names
+    ]
+    summary = (
+        f"amount MAE {challenger['amount_mae_yuan']:.0f} vs {champion['amount_mae_yuan']:.0f} "
+        "yuan; " + ", ".join(aucs)
+    )
+    return PromotionDecision(True, "not worse within tolerance: " + summary, challenger, champion)
+
+
+def record_promotion(registered_model: str, version: str, decision: PromotionDecision) -> None:
+    """Write the decision as tags on the version and move the alias if promoted."""
+    client = MlflowClient()
+    tags = {
+        "promotion_decision": "promoted" if decision.promote else "refused",
+        "promotion_reason": decision.reason,
+        "promotion_metrics": json.dumps(
+            {"challenger": decision.challenger, "champion": decision.champion}, default=float
+        )[:5000],
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_model, version, key, value)
+    if decision.promote:
+        client.set_registered_model_alias(registered_model, CHAMPION, version)
+        log.info(
+            "%s version %s is now %s: %s", registered_model, version, CHAMPION, decision.reason
+        )
+    else:
+        log.warning("%s version %s not promoted: %s", registered_model, version, decision.reason)
+
+
+def rollback(registered_model: str, to_version: str) -> str | None:
+    """Point ``champion`` back at an existing version; returns the version it left."""
+    client = MlflowClient()
+    try:
+        client.get_model_version(registered_model, to_version)
+    except MlflowException as exc:
+        raise RegistryError(f"{registered_model} has no version {to_version}") from exc
+    previous = version_for(registered_model, CHAMPION)
+    client.set_registered_model_alias(registered_model, CHAMPION, to_version)
+    client.set_model_version_tag(
+        registered_model, to_version, "rolled_back_from", previous or "none"
+    )
+    log.info("%s: %s moved from version %s to %s", registered_model, CHAMPION, previous, to_version)
+    return previous
