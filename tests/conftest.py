@@ -27,3 +27,37 @@ def wire_record(frame: pd.DataFrame, row: int) -> dict[str, Any]:
 def record(small_history: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """A valid scoring record in wire form."""
     yield wire_record(small_history, 0)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real MLflow registry (SQLite + local artifacts) with version 1 trained and champion.
+
+    Built through the real CLI, as a data team would: generate, train, promote.
+    """
+    from typer.testing import CliRunner
+
+    from aidrec.cli import app
+
+    folder = tmp_path_factory.mktemp("registry")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AIDREC_DATA_DIR", str(folder / "data"))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    history = folder / "history.parquet"
+    runner = CliRunner()
+    for args in (
+        ["generate", "--rows", "12000", "--seed", "31", "--out", str(history)],
+        ["train", "--data", str(history)],
+        ["promote", "--data", str(history)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+    yield {
+        "folder": folder,
+        "data_dir": folder / "data",
+        "history": history,
+        "tracking_uri": f"sqlite:///{(folder / 'data' / 'mlflow.db').resolve()}",
+        "runner": runner,
+        "app": app,
+    }
+    patch.undo()

@@ -90,12 +90,26 @@ def signature() -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def input_example(frame: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
-    """A few canonical records in the signature's wire types."""
-    example = frame.loc[: rows - 1, [f.name for f in INPUT_FIELDS]].copy()
+def as_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """Contract records in the signature's types: numbers, integers and booleans as float
+    (NaN = unknown), text as object. MLflow refuses pandas' nullable ``Int64``/``boolean``
+    for double columns, so convert a Parquet history with this before ``predict``."""
+    out = pd.DataFrame(index=frame.index)
     for spec in INPUT_FIELDS:
+        if spec.name not in frame.columns:
+            continue
+        column = frame[spec.name]
         if _WIRE_TYPES[spec.kind] is DataType.double:
-            example[spec.name] = example[spec.name].astype(float)
+            out[spec.name] = column.astype("Float64").astype(float)
+        elif spec.kind is Kind.LIST:
+            out[spec.name] = column.map(
+                lambda v: "|".join(v) if isinstance(v, list | tuple | np.ndarray) else v
+            ).astype(object)
         else:
-            example[spec.name] = example[spec.name].astype(object)
-    return example.reset_index(drop=True)
+            out[spec.name] = column.astype(object)
+    return out
+
+
+def input_example(frame: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
+    """A few records in the signature's types, logged beside the model."""
+    return as_pyfunc_input(frame.head(rows)).reset_index(drop=True)

@@ -100,7 +100,10 @@ def _fit_booster(
     params = {**target.params, **objective}
     if target.monotone:
         params["monotone_constraints"] = target.monotone_constraints()
-        params["monotone_constraints_method"] = "advanced"
+        # "advanced" breaks its own constraints on this data (LightGBM issues #5358, #6155,
+        # still open); "intermediate" holds them at the same holdout MAE (measured: 1.0148
+        # vs 1.0146 of the oracle's), and tests/model/test_behaviour.py checks it
+        params["monotone_constraints_method"] = "intermediate"
     train_set = _dataset(*train, target)
     valid_set = _dataset(*valid, target, reference=train_set)
     booster = lgb.train(

@@ -1,0 +1,160 @@
+"""Behavioural tests of the trained bundle: the law's directions, invariance, additivity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.bundle import ModelBundle
+
+HARM_SCALE = ("none", "slight_injury", "minor_injury", "severe_injury", "death")
+
+
+@pytest.fixture(scope="module")
+def cases(model_history: pd.DataFrame) -> pd.DataFrame:
+    """Several hundred generated cases with personal harm, the grade cleared so that every
+    harm level is a valid record."""
+    frame = model_history[model_history["harm_outcome"].isin(HARM_SCALE)].head(600).copy()
+    frame["disability_grade"] = np.nan
+    return frame.reset_index(drop=True)
+
+
+def _months(bundle: ModelBundle, frame: pd.DataFrame) -> np.ndarray:
+    return bundle.score(frame).model_months
+
+
+def _assert_never_down(
+    bundle: ModelBundle, cases: pd.DataFrame, steps: list[Callable[[pd.DataFrame], None]]
+) -> None:
+    previous = None
+    for change in steps:
+        frame = cases.copy()
+        change(frame)
+        months = _months(bundle, frame)
+        if previous is not None:
+            assert np.all(months >= previous - 1e-9), np.min(months - previous)
+        previous = months
+
+
+def test_worse_harm_never_lowers_the_amount(bundle: ModelBundle, cases: pd.DataFrame) -> None:
+    def set_harm(level: str) -> Callable[[pd.DataFrame], None]:
+        def change(frame: pd.DataFrame) -> None:
+            frame["harm_outcome"] = level
+
+        return change
+
+    _assert_never_down(bundle, cases, [set_harm(level) for level in HARM_SCALE])
+
+
+def test_graver_disability_never_lowers_the_amount(
+    bundle: ModelBundle, cases: pd.DataFrame
+) -> None:
+    injured = cases.assign(harm_outcome="severe_injury")
+
+    def set_grade(grade: float) -> Callable[[pd.DataFrame], None]:
+        def change(frame: pd.DataFrame) -> None:
+            frame["disability_grade"] = grade
+
+        return change
+
+    _assert_never_down(bundle, injured, [set_grade(g) for g in (np.nan, 10, 8, 6, 4, 2, 1)])
+
+
+@pytest.mark.parametrize("field", ["medical_cost_yuan", "case_expense_yuan", "economic_loss_yuan"])
+def test_more_necessary_expense_never_lowers_the_amount(
+    bundle: ModelBundle, cases: pd.DataFrame, field: str
+) -> None:
+    def add(amount: float) -> Callable[[pd.DataFrame], None]:
+        def change(frame: pd.DataFrame) -> None:
+            frame[field] = np.nan_to_num(cases[field].to_numpy()) + amount
+
+        return change
+
+    _assert_never_down(bundle, cases, [add(a) for a in (0, 2_000, 10_000, 50_000, 250_000)])
+
+
+@pytest.mark.parametrize("field", ["compensation_received_yuan", "other_relief_received_yuan"])
+def test_less_compensation_never_lowers_the_amount(
+    bundle: ModelBundle, cases: pd.DataFrame, field: str
+) -> None:
+    def set_received(amount: float) -> Callable[[pd.DataFrame], None]:
+        def change(frame: pd.DataFrame) -> None:
+            frame[field] = amount
+
+        return change
+
+    _assert_never_down(bundle, cases, [set_received(a) for a in (200_000, 50_000, 8_000, 500, 0)])
+
+
+def test_flipping_the_sex_never_changes_the_amount(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    frame = model_history.head(2_000)
+    flipped = frame.assign(victim_sex=np.where(frame["victim_sex"] == "male", "female", "male"))
+    original, other = bundle.score(frame), bundle.score(flipped)
+    np.testing.assert_array_equal(original.reference_amount_yuan, other.reference_amount_yuan)
+    np.testing.assert_array_equal(original.interval_low_yuan, other.interval_low_yuan)
+
+
+def test_the_amount_model_cannot_see_the_province(bundle: ModelBundle) -> None:
+    forbidden = {"province_code", "base_monthly_wage", "victim_sex", "decision_year"}
+    assert forbidden.isdisjoint(bundle.amount.features)
+    assert not [f for f in bundle.amount.features if f.endswith("_yuan")]
+
+
+def test_same_case_in_two_provinces_same_months(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    """Money in months: a case whose yuan scale with the base gets the same months anywhere."""
+    frame = model_history.head(300).copy()
+    beijing = frame.assign(province_code="11", decision_year=2024)
+    henan = frame.assign(province_code="41", decision_year=2024)
+    ratio = 218_312 / 74_872  # 2023 Beijing vs 2021 Henan (Henan's nearest earlier year)
+    for column in [c for c in frame.columns if c.endswith("_yuan") and c != "aid_amount_yuan"]:
+        beijing[column] = henan[column] * ratio
+    a, b = bundle.score(beijing), bundle.score(henan)
+    np.testing.assert_allclose(a.months_of_wage, b.months_of_wage, rtol=1e-9)
+
+
+def test_contributions_add_up_to_the_model_output(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    matrix = bundle.vectorizer.transform(model_history.head(200))
+    months, base_value = bundle.amount.contributions_in_months(matrix)
+    median, _, _ = bundle.amount.predict(matrix)
+    np.testing.assert_allclose(months.sum(axis=1) + base_value, median, rtol=0, atol=1e-6)
+    for name, lead in bundle.leads.items():
+        _, values = bundle.contributions(name, matrix)
+        raw_margin = lead.booster.predict(matrix[:, lead.columns], raw_score=True)
+        np.testing.assert_allclose(values.sum(axis=1), raw_margin, rtol=0, atol=1e-6)
+
+
+def test_minimum_functionality(bundle: ModelBundle, model_history: pd.DataFrame) -> None:
+    base = model_history.head(1).copy()
+    grave = base.assign(
+        harm_outcome="death", applicant_role="close_relative", disability_grade=np.nan,
+        offender_status="unable_to_pay", compensation_received_yuan=0.0, dependants=3.0,
+        minor_dependants=2.0, household_size=5.0, low_income_status="dibao",
+        case_expense_yuan=60_000.0, victim_at_fault=0.0,
+    )  # fmt: skip
+    slight = grave.assign(harm_outcome="slight_injury", applicant_role="victim",
+                          case_expense_yuan=500.0, dependants=0.0, minor_dependants=0.0)  # fmt: skip
+    scores = bundle.score(pd.concat([grave, slight], ignore_index=True))
+    assert scores.reference_amount_yuan[0] > 4 * scores.reference_amount_yuan[1]
+    assert scores.rules.status[0] == "eligible"
+    assert scores.lead_probability["judicial_aid"][0] > scores.lead_probability["judicial_aid"][1]
+    at_fault = bundle.score(grave.assign(victim_at_fault=1.0))
+    assert at_fault.rules.status[0] == "excluded"
+    assert at_fault.lead_probability["judicial_aid"][0] < scores.lead_probability["judicial_aid"][0]
+
+
+def test_interval_and_ceiling_hold(bundle: ModelBundle, model_history: pd.DataFrame) -> None:
+    scores = bundle.score(model_history.head(3_000))
+    assert np.all(scores.interval_low_yuan <= scores.reference_amount_yuan + 1e-6)
+    assert np.all(scores.reference_amount_yuan <= scores.interval_high_yuan + 1e-6)
+    assert np.all(scores.reference_amount_yuan <= scores.ceiling_yuan + 1e-6)
+    for probability in scores.lead_probability.values():
+        assert np.all((probability >= 0) & (probability <= 1))
