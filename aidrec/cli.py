@@ -14,6 +14,7 @@ from features.contract import parse_records
 from features.synthetic import generate_history
 from features.tables import read_table, write_table
 from features.wages import WageTable
+from serving import cli as serving_cli
 from training import cli as training_cli
 from training.registry import CHAMPION, configure_tracking, version_for
 
@@ -42,6 +43,9 @@ app.command()(training_cli.evaluate)
 app.command()(training_cli.promote)
 app.command()(training_cli.rollback)
 app.command("score-file")(training_cli.score_file)
+app.command()(serving_cli.serve)
+app.command("export-reviews")(serving_cli.export_reviews)
+app.add_typer(serving_cli.audit_app, name="audit")
 
 
 @app.command()

@@ -489,10 +489,15 @@ def parse_records(raw: pd.DataFrame, *, scoring: bool = False) -> ParsedRecords:
     return ParsedRecords(frame, violations, unknown_columns, invalid)
 
 
-def cross_field_problems(frame: pd.DataFrame, *, history: bool) -> Iterable[tuple[int, str, str]]:
-    """The rules that tie fields together, as (row index, field, rule) triples."""
-    minors = frame["minor_dependants"].to_numpy()
-    dependants = frame["dependants"].to_numpy()
+def cross_field_problems(
+    frame: Mapping[str, Any] | pd.DataFrame, *, history: bool
+) -> Iterable[tuple[int, str, str]]:
+    """The rules that tie fields together, as (row index, field, rule) triples.
+
+    ``frame`` is a canonical frame or canonical columns (a mapping of arrays).
+    """
+    minors = np.asarray(frame["minor_dependants"], dtype=float)
+    dependants = np.asarray(frame["dependants"], dtype=float)
     with np.errstate(invalid="ignore"):
         bad = minors > dependants
     for i in np.flatnonzero(bad):
@@ -501,8 +506,8 @@ def cross_field_problems(frame: pd.DataFrame, *, history: bool) -> Iterable[tupl
             "minor_dependants",
             f"{minors[i]:g} exceeds dependants ({dependants[i]:g}); must be ≤ dependants",
         )
-    harm = frame["harm_outcome"].to_numpy(dtype=object)
-    grade = frame["disability_grade"].to_numpy()
+    harm = np.asarray(frame["harm_outcome"], dtype=object)
+    grade = np.asarray(frame["disability_grade"], dtype=float)
     injury = np.isin(harm, INJURY_OUTCOMES[1:])
     for i in np.flatnonzero(~np.isnan(grade) & ~injury & pd.notna(harm)):
         yield (
@@ -512,8 +517,8 @@ def cross_field_problems(frame: pd.DataFrame, *, history: bool) -> Iterable[tupl
         )
     if not history:
         return
-    granted = frame["aid_granted"].to_numpy()
-    amount = frame["aid_amount_yuan"].to_numpy()
+    granted = np.asarray(frame["aid_granted"], dtype=float)
+    amount = np.asarray(frame["aid_amount_yuan"], dtype=float)
     for i in np.flatnonzero((granted == 1.0) & np.isnan(amount)):
         yield int(i), "aid_amount_yuan", "is required when aid_granted is true"
     for i in np.flatnonzero((granted == 0.0) & ~np.isnan(amount)):
@@ -542,3 +547,18 @@ def wire_value(name: str, value: Any) -> Any:
     if spec.kind is Kind.LIST:
         return [] if value == "" else str(value).split("|")
     return value
+
+
+def canonical_from_typed(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record whose values already have their wire types (a validated JSON object) in the
+    canonical representation, without pandas: the API's per-request path."""
+    out: dict[str, Any] = {}
+    for spec in INPUT_FIELDS:
+        value = record.get(spec.name)
+        if spec.kind in (Kind.INT, Kind.NUMBER, Kind.BOOL):
+            out[spec.name] = np.nan if value is None else float(value)
+        elif spec.kind is Kind.LIST:
+            out[spec.name] = None if value is None else "|".join(sorted(set(value)))
+        else:
+            out[spec.name] = value
+    return out

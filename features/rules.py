@@ -63,8 +63,16 @@ def _is(columns: Columns, name: str) -> np.ndarray:
     return _col(columns, name) == 1.0
 
 
+def among(column: np.ndarray, values: tuple[str, ...]) -> np.ndarray:
+    """Membership of an object column in a few tokens (np.isin costs ~25 µs on one row)."""
+    if len(column) <= 64:
+        wanted = set(values)
+        return np.fromiter((v in wanted for v in column), dtype=bool, count=len(column))
+    return np.isin(column.astype(object), values)
+
+
 def _among(columns: Columns, name: str, values: tuple[str, ...]) -> np.ndarray:
-    return np.isin(_col(columns, name).astype(object), values)
+    return among(_col(columns, name), values)
 
 
 def _money(columns: Columns, name: str) -> np.ndarray:

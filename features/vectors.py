@@ -15,7 +15,8 @@ identical vector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,16 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.contract import FIELD_BY_NAME, INPUT_NAMES, REGISTRY_FLAGS, Kind
-from features.rules import RULES, RuleKind, compensation_in_hand, documented_loss, evaluate_rules
+from features.rules import (
+    LOW_INCOME_RECOGNISED,
+    RULES,
+    RuleKind,
+    RuleResults,
+    among,
+    compensation_in_hand,
+    documented_loss,
+    evaluate_rules,
+)
 from features.wages import WageTable
 
 HARM_SEVERITY = {"none": 0.0, "property_loss": 0.0, "slight_injury": 1.0, "minor_injury": 2.0,
@@ -86,15 +96,19 @@ def columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def columns_from_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """One-row canonical columns of a canonical record (no pandas: the API's fast path)."""
+    return columns_from_records([record])
+
+
+def columns_from_records(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Canonical columns of canonical records (a batch sent to the API), without pandas."""
     out: dict[str, np.ndarray] = {}
     for name in INPUT_NAMES:
-        value = record.get(name)
-        numeric = FIELD_BY_NAME[name].kind in (Kind.INT, Kind.NUMBER, Kind.BOOL)
-        if numeric:
-            out[name] = np.array([np.nan if value is None else value], dtype="float64")
+        values = [record.get(name) for record in records]
+        if FIELD_BY_NAME[name].kind in (Kind.INT, Kind.NUMBER, Kind.BOOL):
+            out[name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
         else:
-            column = np.empty(1, dtype=object)
-            column[0] = value
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
             out[name] = column
     return out
 
@@ -104,6 +118,24 @@ def _known_or_nan(*values: np.ndarray) -> np.ndarray:
     stacked = np.vstack(values)
     total = np.nansum(stacked, axis=0)
     return np.where(np.isnan(stacked).all(axis=0), np.nan, total)
+
+
+@dataclass(frozen=True)
+class WageLookup:
+    """The wage base of each row."""
+
+    monthly: np.ndarray
+    wage_year: np.ndarray
+    estimated: np.ndarray
+
+
+@dataclass(frozen=True)
+class CaseVectors:
+    """The model matrix plus the wage base and the rule results computed for it."""
+
+    matrix: np.ndarray
+    wage: WageLookup
+    rules: RuleResults
 
 
 class CaseVectorizer(TransformerMixin, BaseEstimator):
@@ -153,19 +185,26 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             if record.get(name) is not None and record[name] not in self.categories_[name]
         }
 
-    def base_monthly_wage(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The monthly wage base of each row (NaN where province or year is unknown)."""
-        _, _, monthly, _ = self.wage_table_.lookup_many(
+    def wage_base(self, columns: Mapping[str, np.ndarray]) -> WageLookup:
+        """The monthly wage base of each row, the year used and whether it is estimated."""
+        _, wage_year, monthly, estimated = self.wage_table_.lookup_many(
             np.asarray(columns["province_code"], dtype=object),
             np.asarray(columns["decision_year"], dtype=float),
         )
-        return monthly
+        return WageLookup(monthly, wage_year, estimated)
 
     def transform_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The matrix for canonical columns (one numpy array per contract field)."""
+        return self.vectors(columns).matrix
+
+    def vectors(self, columns: Mapping[str, np.ndarray]) -> CaseVectors:
+        """The matrix with what was computed on the way (wage base, rule results), so that
+        scoring evaluates the rules and looks the wage up once."""
         check_is_fitted(self, "categories_")
         n = len(columns["case_id"])
-        base = self.base_monthly_wage(columns)
+        wage = self.wage_base(columns)
+        base = wage.monthly
+        rules = evaluate_rules(columns, base)
 
         def months(name: str) -> np.ndarray:
             return np.asarray(columns[name], dtype=float) / base
@@ -198,12 +237,11 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         low_income = np.asarray(columns["low_income_status"], dtype=object)
         labor = ordinal("labor_capacity", LABOR_INCAPACITY)
         hardship = (
-            np.isin(low_income, ("dibao", "tekun", "marginal", "poverty_monitoring")).astype(float)
+            among(low_income, LOW_INCOME_RECOGNISED).astype(float)
             + (labor == 2.0)
             + sum(np.nan_to_num(v) for v in registry.values())
             + (income / np.where(np.isnan(size), 1.0, size) < 0.3 * base)
         )
-        rules = evaluate_rules(columns, base)
         excluded = np.zeros(n)
         categories = np.zeros(n)
         for rule in RULES:
@@ -249,4 +287,5 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         for name in CATEGORICAL_FIELDS:
             codes = {level: float(i) for i, level in enumerate(self.categories_[name])}
             values[name] = np.array([codes.get(v, np.nan) for v in columns[name]], dtype=float)
-        return np.column_stack([values[name] for name in FEATURE_NAMES])
+        matrix = np.column_stack([values[name] for name in FEATURE_NAMES])
+        return CaseVectors(matrix, wage, rules)

@@ -128,7 +128,7 @@ class WageTable:
         monthly = np.full(n, np.nan)
         codes = np.asarray(province_codes, dtype=object)
         wanted = np.asarray(decision_years, dtype=float) - 1
-        for code in pd.unique(codes[pd.notna(codes)]):
+        for code in {c for c in codes if isinstance(c, str)}:
             if code not in self._years:
                 raise WageTableError(f"{self.source}: no wage figure for province {code!r}")
             rows = np.flatnonzero((codes == code) & ~np.isnan(wanted))

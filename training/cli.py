@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from aidrec.settings import get_settings
 from features.contract import ORACLE_PREFIX, ContractError, parse_records
-from features.tables import TableError, iter_table_chunks, read_table, table_format
+from features.synthetic import generate_history
+from features.tables import TableError, iter_table_chunks, read_table, table_format, write_table
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_bundle
 from training.pyfunc import score_table
@@ -68,11 +69,18 @@ def train(
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="train on the valid rows of a flawed file")
     ] = False,
+    rows_if_missing: Annotated[
+        int, typer.Option(min=0, help="generate a synthetic history of this size if DATA is absent")
+    ] = 0,
+    seed_if_missing: Annotated[int, typer.Option(help="seed of that history")] = 0,
 ) -> None:
     """Train every target, evaluate on the newest years, log one MLflow run, alias challenger."""
     settings = get_settings()
     try:
         training_config = load_config(config)
+        if rows_if_missing and not data.exists():
+            log.info("%s is absent: generating %d synthetic cases", data, rows_if_missing)
+            write_table(generate_history(rows_if_missing, seed_if_missing), data)
         history = load_history(data, drop_invalid)
         uri = configure_tracking(settings.data_dir, settings.tracking_uri)
         steps = 4 + len(training_config.leads)  # split, amount, leads, index, evaluation

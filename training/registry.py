@@ -98,9 +98,15 @@ def log_training_run(
     data_path: str | None = None,
 ) -> LoggedModel:
     """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger."""
-    experiment_id = _experiment_id(data_dir)
     bundle.metadata["evaluation"] = evaluation.metrics
-    with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
+    # under `mlflow run`, MLflow has opened the run already and names it in MLFLOW_RUN_ID
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    start = (
+        mlflow.start_run(run_id=project_run)
+        if project_run
+        else mlflow.start_run(experiment_id=_experiment_id(data_dir))
+    )
+    with start as run, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         mlflow.log_params(_flat_params(bundle.config))
         mlflow.log_metrics(evaluation.metrics)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 CALIBRATORS = ("identity", "platt", "isotonic")  # simplest first
+SIMILAR_CASE_BLOCKS = ("harm_severity", "property_harm")
 
 
 class TrainingError(ValueError):
@@ -236,14 +237,27 @@ def build_index(
     scale = np.where(~(scale > 0), 1.0, scale)
     categorical = np.array([f in CATEGORICAL_FIELDS for f in amount.features])
     levels = [np.unique(x[:, j][~np.isnan(x[:, j])]) for j in np.flatnonzero(categorical)]
+    block_columns = np.asarray(
+        [amount.features.index(f) for f in SIMILAR_CASE_BLOCKS if f in amount.features], dtype=int
+    )
+    keys = np.nan_to_num(x[:, block_columns], nan=-1.0)
+    order = np.lexsort(keys.T[::-1]) if len(block_columns) else np.arange(len(x))
     cases = history.loc[granted, list(SIMILAR_CASE_COLUMNS[:-1])].reset_index(drop=True)
     cases["amount_months"] = months[granted]
+    cases = cases.iloc[order].reset_index(drop=True)
+    blocks: dict[tuple[float, ...], tuple[int, int]] = {}
+    sorted_keys = keys[order]
+    for start in range(len(sorted_keys)):
+        key = tuple(float(v) for v in sorted_keys[start])
+        first, _ = blocks.get(key, (start, start))
+        blocks[key] = (first, start + 1)
     index = SimilarCaseIndex(
         features=amount.features, columns=amount.columns, center=center, scale=scale,
         weights=weights, categorical=categorical, levels=levels,
         embedded=np.zeros((0, 0), np.float32), norms=np.zeros(0, np.float32), cases=cases,
+        block_columns=block_columns, blocks=blocks,
     )  # fmt: skip
-    index.embedded = index.embed(matrix[granted])
+    index.embedded = index.embed(matrix[granted][order])
     index.norms = (index.embedded * index.embedded).sum(axis=1)
     return index
 

@@ -140,8 +140,10 @@ def test_minimum_functionality(bundle: ModelBundle, model_history: pd.DataFrame)
         minor_dependants=2.0, household_size=5.0, low_income_status="dibao",
         case_expense_yuan=60_000.0, victim_at_fault=0.0,
     )  # fmt: skip
-    slight = grave.assign(harm_outcome="slight_injury", applicant_role="victim",
-                          case_expense_yuan=500.0, dependants=0.0, minor_dependants=0.0)  # fmt: skip
+    slight = grave.assign(
+        harm_outcome="slight_injury", applicant_role="victim", case_expense_yuan=500.0,
+        dependants=0.0, minor_dependants=0.0,
+    )  # fmt: skip
     scores = bundle.score(pd.concat([grave, slight], ignore_index=True))
     assert scores.reference_amount_yuan[0] > 4 * scores.reference_amount_yuan[1]
     assert scores.rules.status[0] == "eligible"

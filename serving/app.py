@@ -1,0 +1,171 @@
+"""The FastAPI application: built by :func:`create_app` from settings (no globals).
+
+The lifespan opens the audit store, reads the API keys and loads the model in a background
+thread, so ``/healthz`` answers at once and ``/readyz`` turns 200 when the model is in.
+Two pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics`` and
+refuse bodies over the configured size with 413.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aidrec.settings import Settings
+from serving.audit import AuditStore
+from serving.errors import http_handler, validation_handler
+from serving.metrics import Metrics
+from serving.routes import ContractViolation, router
+from serving.security import KeyRing
+from serving.state import ModelLoader, ServiceState, load_registered
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Reference amounts and leads for state judicial assistance (国家司法救助).
+
+For one case record (the contract of `shared/case-record.md`, v1) the service answers with a
+**reference amount** (参考救助金额) learned from similar historical cases, in yuan and in months
+of the province's wage base, with an 80 % interval and the statutory ceiling; the probability
+that the case is a **lead** (线索) for judicial aid, a social-assistance referral and civil
+support-prosecution; the **statutory rules** that apply; the **reasons** (per-feature
+contributions); the most **similar past cases**; and, given the amount granted, the
+**deviation** from the reference (同案不同救). Every answer is audited before it is returned.
+
+Authenticate with the `X-API-Key` header: `case_system` scores, `reviewer` reads and reviews,
+`admin` reloads.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes with 413 (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.limit
+            except ValueError:
+                too_large = False
+            if too_large:
+                await self._refuse(scope, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(scope, send)
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"the body is larger than {self.limit} bytes (请求体过大)"}, status_code=413
+        )
+        await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class RequestMetrics:
+    """Count and time every request by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            if status >= 400:
+                self.metrics.errors.labels(path, str(status)).inc()
+
+
+async def _contract_handler(request: Any, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ContractViolation)
+    return JSONResponse({"detail": exc.problems}, status_code=422)
+
+
+def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI:
+    """The application for ``settings``; ``loader`` replaces the registry (tests, tools)."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from training.registry import configure_tracking
+
+        configure_tracking(settings.data_dir, settings.tracking_uri)
+        state = ServiceState(
+            settings=settings,
+            audit=AuditStore.open(settings.audit_database_url),
+            keys=KeyRing.load(settings.api_keys_path),
+            metrics=metrics,
+            loader=loader or load_registered,
+        )
+        app.state.service = state
+        threading.Thread(target=state.load_initial, name="model-loader", daemon=True).start()
+        yield
+        state.audit.engine.dispose()
+
+    app = FastAPI(
+        title="aidrec: judicial-assistance reference amounts and leads",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_handler)
+    app.add_exception_handler(ContractViolation, _contract_handler)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app

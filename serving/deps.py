@@ -1,0 +1,59 @@
+"""Request dependencies: the service state, the caller's role, the content type."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader
+
+from serving.security import ADMIN, HEADER, ApiKey
+from serving.service import LoadedModel
+from serving.state import ServiceState
+
+api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="API key (角色密钥)")
+
+
+def get_state(request: Request) -> ServiceState:
+    """The running service's state."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require(*roles: str) -> object:
+    """A dependency admitting callers whose key has one of ``roles`` (admin always)."""
+
+    def check(state: State, presented: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
+        key = state.keys.identify(presented)
+        if key is None:
+            raise HTTPException(401, f"a valid API key is required in the {HEADER} header "
+                                     "(需要有效的API密钥)")  # fmt: skip
+        if key.role not in roles and key.role != ADMIN:
+            raise HTTPException(403, f"role {key.role!r} may not do this; allowed: "
+                                     f"{', '.join(roles)} (无权限)")  # fmt: skip
+        return key
+
+    return Depends(check)
+
+
+def json_body(request: Request) -> None:
+    """Refuse a request body that is not JSON (415)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, f"the body must be application/json, not {content_type!r} "
+                                 "(请求体须为JSON)")  # fmt: skip
+
+
+def current_model(state: State) -> LoadedModel:
+    """The model serving now (503 while none is loaded)."""
+    model = state.model
+    if model is None:
+        raise HTTPException(503, f"no model loaded yet: {state.load_error or 'loading'} "
+                                 "(模型尚未加载)")  # fmt: skip
+    return model
+
+
+Model = Annotated[LoadedModel, Depends(current_model)]

@@ -1,0 +1,343 @@
+"""Request and response models of the API (one module, input and output kept apart).
+
+The case record model is generated from ``features.contract.FIELDS``, so the API documents
+exactly the contract: types, enums, ranges and the Chinese label of every field. Unknown
+fields are refused (a deployment cannot store personal identifiers by sending them).
+Cross-field rules are checked by the contract's own parser after this model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from features.contract import INPUT_FIELDS, FieldSpec, Kind
+
+EXAMPLE_RECORD: dict[str, Any] = {
+    "case_id": "320106-2025-0413",
+    "province_code": "32",
+    "decision_year": 2025,
+    "crime_type": "intentional_injury",
+    "applicant_role": "victim",
+    "harm_outcome": "severe_injury",
+    "disability_grade": 6,
+    "urgent_medical_need": True,
+    "medical_cost_yuan": 48_000,
+    "case_expense_yuan": 6_500,
+    "economic_loss_yuan": None,
+    "offender_status": "unable_to_pay",
+    "compensation_received_yuan": 2_000,
+    "court_award_yuan": 160_000,
+    "other_relief_received_yuan": 0,
+    "victim_age": 47,
+    "victim_sex": "male",
+    "household_size": 4,
+    "dependants": 2,
+    "minor_dependants": 1,
+    "monthly_household_income_yuan": 2_600,
+    "low_income_status": "marginal",
+    "disability_certificate": True,
+    "labor_capacity": "partial",
+    "rural_hukou": True,
+    "registry_flags": ["serious_illness"],
+    "victim_at_fault": False,
+    "refused_cooperation": False,
+    "aided_before_for_this_case": False,
+}
+
+
+def _annotation(spec: FieldSpec) -> Any:
+    if spec.kind is Kind.STRING:
+        return str
+    if spec.kind is Kind.ENUM:
+        return Literal.__getitem__(spec.values)
+    if spec.kind is Kind.LIST:
+        return list[Literal.__getitem__(spec.values)]  # type: ignore[misc]
+    if spec.kind is Kind.BOOL:
+        return bool
+    if spec.kind is Kind.INT:
+        return int
+    return float
+
+
+def _field(spec: FieldSpec) -> tuple[Any, Any]:
+    annotation = _annotation(spec)
+    if not spec.required:
+        annotation = annotation | None
+    labels = ""
+    if spec.labels_zh:
+        labels = (
+            " ("
+            + ", ".join(f"{v}={z}" for v, z in zip(spec.values, spec.labels_zh, strict=True))
+            + ")"
+        )
+    description = f"{spec.zh}{labels}. {spec.description}".strip()
+    constraints: dict[str, Any] = {}
+    if spec.kind in (Kind.INT, Kind.NUMBER):
+        if spec.minimum is not None:
+            constraints["ge"] = spec.minimum
+        if spec.maximum is not None:
+            constraints["le"] = spec.maximum
+    if spec.kind is Kind.STRING:
+        constraints.update(min_length=1, max_length=spec.max_length)
+    default = ... if spec.required else None
+    return annotation, Field(default, description=description, **constraints)
+
+
+CaseRecord = create_model(  # type: ignore[call-overload]
+    "CaseRecord",
+    __config__=ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RECORD}),
+    __doc__="One case record of the contract (v1), outcome fields excluded: 案件记录。",
+    **{spec.name: _field(spec) for spec in INPUT_FIELDS},
+)
+
+
+class ScoreRequest(BaseModel):
+    """A case to score, and optionally what the office granted or proposes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"record": EXAMPLE_RECORD, "granted_amount_yuan": 30_000}},
+    )
+    record: CaseRecord
+    granted_amount_yuan: float | None = Field(
+        None, ge=0, description="拟救助或已救助金额: the amount granted or proposed, for the "
+        "deviation from the reference (同案不同救)",
+    )  # fmt: skip
+
+
+class BatchRequest(BaseModel):
+    """Up to ``max_batch`` items; each is answered or given its own error."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"items": [{"record": EXAMPLE_RECORD}]}},
+    )
+    items: list[dict[str, Any]] = Field(
+        ..., min_length=1, description="批量评分: each item has the shape of ScoreRequest"
+    )
+
+
+class ModelRef(BaseModel):
+    """Which registered version answered."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+class WageBaseOut(BaseModel):
+    """The base of the amount."""
+
+    base_monthly_wage_yuan: float = Field(description="上一年度职工月平均工资")
+    wage_year: int = Field(description="the year of the figure used")
+    estimated: bool = Field(description="true when that year is not the previous year")
+
+
+class ReferenceAmount(BaseModel):
+    """参考救助金额."""
+
+    yuan: float
+    months_of_wage: float
+    wage_base: WageBaseOut
+    interval_80_yuan: tuple[float, float] = Field(description="80 % prediction interval")
+    ceiling_yuan: float = Field(description="statutory ceiling (36 months, or the exception)")
+    ceiling_bound: bool = Field(description="true when the ceiling cut the model's amount")
+
+
+class RuleHitOut(BaseModel):
+    """A statutory rule that applies, with the facts that triggered it."""
+
+    id: str
+    kind: str
+    zh: str
+    en: str
+    facts: dict[str, Any]
+
+
+class Eligibility(BaseModel):
+    """The rules' verdict before any model."""
+
+    status: Literal["eligible", "excluded", "needs_review"]
+    rule_hits: list[RuleHitOut]
+
+
+class Lead(BaseModel):
+    """A lead's calibrated probability and whether it is flagged."""
+
+    probability: float
+    flagged: bool
+    threshold: float
+
+
+class ContributionOut(BaseModel):
+    """One feature's contribution."""
+
+    feature: str
+    label_zh: str
+    value: Any
+    contribution: float
+    contribution_yuan: float | None = Field(None, description="amount only: months × base")
+
+
+class ExplanationOut(BaseModel):
+    """Top contributions; base_value + Σ top + rest = output exactly."""
+
+    unit: Literal["months", "log-odds"]
+    base_value: float
+    output: float
+    top: list[ContributionOut]
+    rest: float = Field(description="sum of the contributions not listed in top")
+
+
+class SimilarCase(BaseModel):
+    """A historical aided case near this one."""
+
+    case_id: str
+    decision_year: int
+    province_code: str
+    crime_type: str
+    harm_outcome: str
+    amount_yuan: float
+    months_of_wage: float
+    similarity: float
+
+
+class Deviation(BaseModel):
+    """How the granted amount compares with the reference (同案不同救)."""
+
+    granted_amount_yuan: float
+    ratio_to_reference: float
+    outside_interval: bool
+
+
+class ScoreResponse(BaseModel):
+    """The whole answer for one case."""
+
+    prediction_id: str
+    case_id: str
+    created_at: dt.datetime
+    model: ModelRef
+    reference_amount: ReferenceAmount
+    eligibility: Eligibility
+    leads: dict[str, Lead]
+    explanations: dict[str, ExplanationOut]
+    similar_cases: list[SimilarCase]
+    deviation: Deviation | None = None
+    notes: list[str] = Field(description="what the reviewer should know (estimated base...)")
+
+
+class ProblemDetail(BaseModel):
+    """One thing wrong with a request."""
+
+    loc: list[str | int]
+    field: str
+    rule: str
+    rule_zh: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer."""
+
+    detail: list[ProblemDetail] | str
+
+
+class BatchItemResult(BaseModel):
+    """One item of a batch: its answer or its errors."""
+
+    index: int
+    result: ScoreResponse | None = None
+    errors: list[ProblemDetail] | None = None
+
+
+class BatchResponse(BaseModel):
+    """A batch's answers in input order."""
+
+    results: list[BatchItemResult]
+    scored: int
+    refused: int
+
+
+class ReviewRequest(BaseModel):
+    """A reviewer's decision on a prediction (appended, never overwritten)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"decision": "adjusted", "amount_yuan": 28_000, "reason": "医疗费票据核减"}
+        },
+    )
+    decision: Literal["accepted", "adjusted", "rejected"] = Field(
+        description="accepted=采纳, adjusted=调整, rejected=不予救助"
+    )
+    amount_yuan: float | None = Field(None, ge=0, description="required when adjusted")
+    reason: str = Field(..., min_length=1, max_length=2000, description="理由")
+
+
+class ReviewOut(BaseModel):
+    """A stored review."""
+
+    review_id: str
+    prediction_id: str
+    created_at: dt.datetime
+    reviewer: str
+    decision: str
+    amount_yuan: float | None
+    reason: str
+
+
+class PredictionRecord(BaseModel):
+    """A stored prediction as a reviewer reads it."""
+
+    prediction_id: str
+    created_at: dt.datetime
+    caller: str
+    case_id: str
+    province_code: str
+    flagged: bool
+    model_version: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    reviews: list[ReviewOut] = []
+
+
+class PredictionPage(BaseModel):
+    """A page of predictions."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[PredictionRecord]
+
+
+class ReplayResponse(BaseModel):
+    """A stored prediction re-scored with its stored model version."""
+
+    prediction_id: str
+    model_version: str
+    identical: bool
+    differences: list[str]
+
+
+class ModelCard(BaseModel):
+    """What the service is running."""
+
+    model: ModelRef
+    trained_at: str | None
+    training_data: dict[str, Any]
+    evaluation: dict[str, float]
+    features: dict[str, list[str]]
+    monotone_constraints: dict[str, int]
+    flag_thresholds: dict[str, float]
+    loaded_at: dt.datetime
+
+
+class ReloadResponse(BaseModel):
+    """The outcome of a reload."""
+
+    reloaded: bool
+    previous: ModelRef
+    current: ModelRef
+    message: str
