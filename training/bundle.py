@@ -199,9 +199,11 @@ class SimilarCaseIndex:
             squared = np.maximum(squared, 0.0)
             kk = min(k, len(squared))
             nearest = np.argpartition(squared, kk - 1)[:kk]
-            nearest = nearest[np.argsort(squared[nearest], kind="stable")]
-            nearest_rows.append(nearest + start)
-            similarity_rows.append(1.0 / (1.0 + np.sqrt(squared[nearest])))
+            # the shortcut above cancels in float32; the k distances are recomputed exactly
+            exact = np.sqrt(((block[nearest].astype(np.float64) - q[i]) ** 2).sum(axis=1))
+            order = np.lexsort((nearest, exact))
+            nearest_rows.append(nearest[order] + start)
+            similarity_rows.append(1.0 / (1.0 + exact[order]))
         return np.vstack(nearest_rows), np.vstack(similarity_rows)
 
 

@@ -1,0 +1,75 @@
+"""The audit store and the MLflow tracking store on PostgreSQL, as production runs them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from sqlalchemy import text
+
+from serving.audit import PREDICTION, AuditEntry, AuditStore, verify_chain
+from tests.postgres import fresh_database
+
+pytestmark = pytest.mark.postgres
+
+
+def _entry(i: int) -> AuditEntry:
+    return AuditEntry(PREDICTION, f"p-{i}", "test", f"C-{i}", "32", i % 2 == 0, "1",
+                      {"request": {"i": i}, "response": {"yuan": 1000.5 + i}})  # fmt: skip
+
+
+def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
+    with fresh_database() as url:
+        stores = [AuditStore.open(url) for _ in range(2)]  # two "processes"
+
+        def write(store: AuditStore, start: int) -> None:
+            for i in range(start, start + 40):
+                store.append(_entry(i))
+
+        threads = [threading.Thread(target=write, args=(s, k * 100)) for k, s in enumerate(stores)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        report = verify_chain(stores[0].engine)
+        assert report.ok and report.records == 80, report.message
+        page, total = stores[0].predictions(flagged=True, limit=100)
+        assert total == 40 and all(r.flagged for r in page)
+        with stores[0].engine.begin() as connection:
+            connection.execute(text("UPDATE audit_records SET caller = 'someone' WHERE seq = 17"))
+        report = verify_chain(stores[0].engine)
+        assert not report.ok and report.first_bad_seq == 17
+        for store in stores:
+            store.engine.dispose()
+
+
+def test_train_and_promote_with_the_tracking_store_on_postgres(
+    registry: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real CLI, with MLFLOW_TRACKING_URI on PostgreSQL (artifacts on local disk)."""
+    from training.registry import load_bundle
+
+    history = tmp_path / "history.parquet"
+    with fresh_database() as url:
+        mlflow.set_tracking_uri(url)
+        MlflowClient(url, url).create_experiment("judicial-aid", tmp_path.joinpath("art").as_uri())
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("AIDREC_DATA_DIR", str(tmp_path))
+        try:
+            for args in (["generate", "--rows", "6000", "--seed", "8", "--out", str(history)],
+                         ["train", "--data", str(history)],
+                         ["promote", "--data", str(history)]):  # fmt: skip
+                result = registry["runner"].invoke(registry["app"], args)
+                assert result.exit_code == 0, (args, result.output)
+            client = MlflowClient(url, url)
+            version = client.get_model_version_by_alias("judicial-aid", "champion")
+            assert client.get_run(version.run_id).data.metrics["amount_mae_yuan"] > 0
+            bundle, info = load_bundle("models:/judicial-aid@champion")
+            assert info["version"] == str(version.version) and bundle.leads
+        finally:
+            mlflow.set_tracking_uri(registry["tracking_uri"])
+            mlflow.set_registry_uri(registry["tracking_uri"])
