@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## The main job: generate a history (if none), validate it, train, promote, serve.
+## The main job: a history (generated if none), a champion (trained and promoted if none),
+## then the API on http://127.0.0.1:8000 with the champion loaded (Ctrl-C stops it).
 run: $(STAMP)
 	$(BIN)/aidrec run --rows $(ROWS)
 
@@ -33,6 +34,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -52,8 +52,11 @@ app.add_typer(serving_cli.audit_app, name="audit")
 def run(
     rows: Annotated[int, typer.Option(min=1000, help="cases in the generated history")] = 200_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 2026,
+    retrain: Annotated[bool, typer.Option(help="train even when a champion exists")] = False,
+    serve: Annotated[bool, typer.Option(help="end by serving the champion")] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """The main job: a history (generated if there is none), trained, promoted."""
+    """The main job: a history (generated if absent), a champion (trained if absent), served."""
     settings = get_settings()
     history: Path = settings.history_path
     if not history.exists():
@@ -66,14 +69,17 @@ def run(
     if parsed.violations:
         raise typer.Exit(1)
     log.info("history ready: %s (%d cases)", history, len(parsed.frame))
-    training_cli.train(data=history)
-    training_cli.promote(data=history)
     uri = configure_tracking(settings.data_dir, settings.tracking_uri)
+    if retrain or version_for(settings.registered_model, CHAMPION) is None:
+        training_cli.train(data=history)
+        training_cli.promote(data=history)
     champion = version_for(settings.registered_model, CHAMPION)
     typer.echo(
         f"champion: models:/{settings.registered_model}@{CHAMPION} (version {champion})\n"
         f"tracking store: {uri}  (browse: .venv/bin/mlflow ui --backend-store-uri {uri})"
     )
+    if serve:
+        serving_cli.serve(host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def history_records(api: dict[str, Any]) -> list[dict[str, Any]]:
             "record": {n: wire_value(n, frame[n].iloc[i]) for n in INPUT_NAMES},
             "granted": frame["aid_granted"].iloc[i] == 1.0,
             "amount": frame["aid_amount_yuan"].iloc[i],
-        }  # fmt: skip
+        }
         for i in range(400)
     ]
 

@@ -62,7 +62,7 @@ def test_predictions_can_be_filtered_and_paged(api: dict[str, Any]) -> None:
     page = PredictionPage.model_validate(
         client.get(
             "/v1/predictions", params={"case_id": "AUDIT-PAGE", "limit": 2}, headers=auth
-        ).json()  # fmt: skip
+        ).json()
     )
     assert page.total == 3 and len(page.items) == 2
     rest = client.get("/v1/predictions", params={"case_id": "AUDIT-PAGE", "limit": 2,

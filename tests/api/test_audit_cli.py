@@ -26,8 +26,10 @@ def audit_copy(api: dict[str, Any], tmp_path: Path) -> str:
     client = api["client"]
     ids = []
     for i in range(3):
-        response = client.post("/v1/score", json={"record": {**EXAMPLE_RECORD, "case_id": f"T-{i}"}},
-                               headers=headers(api, "case_system"))  # fmt: skip
+        record = {**EXAMPLE_RECORD, "case_id": f"T-{i}"}
+        response = client.post(
+            "/v1/score", json={"record": record}, headers=headers(api, "case_system")
+        )
         ids.append(response.json()["prediction_id"])
     client.post(f"/v1/predictions/{ids[0]}/reviews", json={"decision": "rejected", "reason": "x"},
                 headers=headers(api, "reviewer"))  # fmt: skip
@@ -54,8 +56,12 @@ def test_an_intact_chain_verifies(audit_copy: str) -> None:
 def test_a_changed_record_is_caught(audit_copy: str) -> None:
     engine = create_engine(audit_copy)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE audit_records SET payload = replace(payload, "
-                                "'\"months_of_wage\"', '\"months_of_wagE\"') WHERE seq = 2"))  # fmt: skip
+        connection.execute(
+            text(
+                "UPDATE audit_records SET payload = replace(payload, "
+                "'\"months_of_wage\"', '\"months_of_wagE\"') WHERE seq = 2"
+            )
+        )
     result = _verify(audit_copy)
     assert result.exit_code == 1
     assert "TAMPERED: record 2" in result.output and "changed" in result.output
@@ -84,8 +90,10 @@ def test_export_reviews_writes_contract_rows_with_outcomes(
     client, reviewer = api["client"], headers(api, "reviewer")
     decisions = [("accepted", None), ("adjusted", 12_345.0), ("rejected", None)]
     for i, (decision, amount) in enumerate(decisions):
-        answer = client.post("/v1/score", json={"record": {**EXAMPLE_RECORD, "case_id": f"EXP-{i}"}},
-                             headers=headers(api, "case_system")).json()  # fmt: skip
+        record = {**EXAMPLE_RECORD, "case_id": f"EXP-{i}"}
+        answer = client.post(
+            "/v1/score", json={"record": record}, headers=headers(api, "case_system")
+        ).json()
         body = {
             "decision": decision,
             "reason": "复核",

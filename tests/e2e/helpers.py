@@ -28,9 +28,11 @@ def running(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 120.0,
+    output: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server in its own process group until the block ends; wait for ``ready_url``."""
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    """Run a server in its own process group until the block ends; wait for ``ready_url``.
+    Its output goes to ``output`` when given."""
+    log = open(output or os.devnull, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         list(command), env={**os.environ, **(env or {})}, cwd=cwd, stdout=log,
         stderr=subprocess.STDOUT, start_new_session=True,
