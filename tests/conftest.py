@@ -41,8 +41,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
 
     folder = tmp_path_factory.mktemp("registry")
     patch = pytest.MonkeyPatch()
+    tracking_uri = f"sqlite:///{(folder / 'data' / 'mlflow.db').resolve()}"
     patch.setenv("AIDREC_DATA_DIR", str(folder / "data"))
-    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # explicit: mlflow also writes this variable
     history = folder / "history.parquet"
     runner = CliRunner()
     for args in (
@@ -56,7 +57,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         "folder": folder,
         "data_dir": folder / "data",
         "history": history,
-        "tracking_uri": f"sqlite:///{(folder / 'data' / 'mlflow.db').resolve()}",
+        "tracking_uri": tracking_uri,
         "runner": runner,
         "app": app,
     }

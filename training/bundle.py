@@ -42,6 +42,9 @@ def predict(booster: lgb.Booster, x: np.ndarray, **kwargs: Any) -> np.ndarray:
     return np.asarray(booster.predict(x, **kwargs))
 
 
+EMBED_LIMIT = 1e4
+"""Standardised values beyond ± this many standard deviations are clipped in the index."""
+
 SIMILAR_CASE_COLUMNS = (
     "case_id", "decision_year", "province_code", "crime_type", "harm_outcome",
     "aid_amount_yuan", "amount_months",
@@ -176,9 +179,11 @@ class SimilarCaseIndex:
                 onehot = (column[:, None] == codes[None, :]).astype(np.float64)
                 parts.append(onehot * np.sqrt(self.weights[j] / 2.0))
             else:
-                parts.append(
-                    ((column - self.center[j]) / self.scale[j] * np.sqrt(self.weights[j]))[:, None]
+                # clipped: a valid but absurd amount (1e300 yuan) must not overflow float32
+                standard = np.clip(
+                    (column - self.center[j]) / self.scale[j], -EMBED_LIMIT, EMBED_LIMIT
                 )
+                parts.append((standard * np.sqrt(self.weights[j]))[:, None])
         return np.hstack(parts).astype(np.float32)
 
     def block_of(self, row: np.ndarray) -> tuple[int, int]:

@@ -55,9 +55,10 @@ def test_train_and_promote_with_the_tracking_store_on_postgres(
 
     history = tmp_path / "history.parquet"
     with fresh_database() as url:
-        mlflow.set_tracking_uri(url)
-        MlflowClient(url, url).create_experiment("judicial-aid", tmp_path.joinpath("art").as_uri())
+        # setenv first: mlflow.set_tracking_uri (called by the CLI) writes the variable too,
+        # and monkeypatch must restore what was there before this test
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        MlflowClient(url, url).create_experiment("judicial-aid", tmp_path.joinpath("art").as_uri())
         monkeypatch.setenv("AIDREC_DATA_DIR", str(tmp_path))
         try:
             for args in (["generate", "--rows", "6000", "--seed", "8", "--out", str(history)],

@@ -124,3 +124,13 @@ def test_metrics_count_requests_scores_and_flags(api: dict[str, Any]) -> None:
     assert "aidrec_scores_total{model_version=" in text
     assert "aidrec_request_seconds_bucket" in text
     assert 'aidrec_flagged_leads_total{lead="judicial_aid"}' in text
+
+
+def test_absurd_but_valid_amounts_still_get_finite_answers(api: dict[str, Any]) -> None:
+    record = {**EXAMPLE_RECORD, "medical_cost_yuan": 1e300, "compensation_received_yuan": 1e299,
+              "monthly_household_income_yuan": 1e300}  # fmt: skip
+    response = _score(api, record)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["reference_amount"]["yuan"] <= answer["reference_amount"]["ceiling_yuan"]
+    assert all(0.0 < case["similarity"] <= 1.0 for case in answer["similar_cases"])

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -59,8 +58,9 @@ def test_mlflow_models_serve_answers_like_score_file(
 @pytest.mark.slow
 def test_mlflow_run_trains_through_the_same_cli(tmp_path: Path) -> None:
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking)
-    mlflow.create_experiment("judicial-aid", artifact_location=(tmp_path / "art").as_uri())
+    MlflowClient(tracking, tracking).create_experiment(
+        "judicial-aid", artifact_location=(tmp_path / "art").as_uri()
+    )
     history = tmp_path / "history.parquet"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "AIDREC_DATA_DIR": str(tmp_path)}
     mlflow_bin = shutil.which("mlflow", path=str(BIN)) or "mlflow"

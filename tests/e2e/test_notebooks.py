@@ -16,6 +16,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 def test_notebook_executes(
     path: Path, registry: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry["tracking_uri"])  # the kernel inherits it
+    monkeypatch.setenv("AIDREC_DATA_DIR", str(registry["data_dir"]))
     history = registry["data_dir"] / "history.parquet"
     if not history.exists():
         history.symlink_to(registry["history"])
