@@ -96,8 +96,10 @@ def compensation_in_hand(columns: Columns) -> np.ndarray:
     )
 
 
-def in_hardship(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndarray:
-    """Hardship signals a clerk would accept: a low-income status, low income, registries."""
+def hardship_signals(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndarray:
+    """How many hardship signals a clerk would accept each case shows: a recognised low-income
+    status, income per head below HARDSHIP_INCOME_SHARE of the base, each other department's
+    registry, no labour capacity (0 = none)."""
     income = _col(columns, "monthly_household_income_yuan").astype(float)
     size = _col(columns, "household_size").astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -105,16 +107,27 @@ def in_hardship(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndarray:
             HARDSHIP_INCOME_SHARE * base_monthly_wage
         )
     flags = _col(columns, "registry_flags").astype(object)
-    registered = np.array([bool(f) for f in flags], dtype=bool)
+    registries = np.array([len(f.split("|")) if f else 0 for f in flags], dtype=float)
     return (
-        _among(columns, "low_income_status", LOW_INCOME_RECOGNISED)
-        | low_income
-        | registered
-        | _among(columns, "labor_capacity", ("none",))
+        _among(columns, "low_income_status", LOW_INCOME_RECOGNISED).astype(float)
+        + low_income
+        + registries
+        + _among(columns, "labor_capacity", ("none",))
     )
 
 
-def _fully_compensated(columns: Columns, base: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class RuleInputs:
+    """What every rule test reads: the canonical columns, the wage base and the hardship
+    verdict (computed once per evaluation, three category rules need it)."""
+
+    columns: Columns
+    base: np.ndarray
+    hardship: np.ndarray  # bool: at least one hardship signal
+
+
+def _fully_compensated(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     received = compensation_in_hand(columns)
     award = _col(columns, "court_award_yuan").astype(float)
     loss = documented_loss(columns)
@@ -127,19 +140,22 @@ def _no_compensation(columns: Columns) -> np.ndarray:
     return _among(columns, "offender_status", NO_COMPENSATION_OBTAINABLE)
 
 
-def _cat_severe(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_severe(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     grade = _col(columns, "disability_grade").astype(float)
     seriously_hurt = _among(columns, "harm_outcome", ("severe_injury",)) | ~np.isnan(grade)
-    return seriously_hurt & _no_compensation(columns) & in_hardship(columns, base)
+    return seriously_hurt & _no_compensation(columns) & r.hardship
 
 
-def _cat_urgent(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_urgent(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     injured = _among(columns, "harm_outcome", ("severe_injury", "minor_injury", "slight_injury"))
     unpaid = _no_compensation(columns) | (compensation_in_hand(columns) == 0)
     return injured & _is(columns, "urgent_medical_need") & unpaid
 
 
-def _cat_dependants(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_dependants(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     lost = _among(columns, "harm_outcome", ("death",)) | _among(
         columns, "labor_capacity", ("none",)
     )
@@ -147,28 +163,32 @@ def _cat_dependants(columns: Columns, base: np.ndarray) -> np.ndarray:
     return lost & relative & _no_compensation(columns)
 
 
-def _cat_property(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_property(r: RuleInputs) -> np.ndarray:
+    columns, base = r.columns, r.base
     loss = _money(columns, "economic_loss_yuan")
     major = loss >= MAJOR_PROPERTY_LOSS_MONTHS * base
     return (
         _among(columns, "harm_outcome", ("property_loss",))
         & major
         & _no_compensation(columns)
-        & in_hardship(columns, base)
+        & r.hardship
     )
 
 
-def _cat_retaliation(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_retaliation(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     harmed = ~_among(columns, "harm_outcome", ("none",))
     return _among(columns, "applicant_role", ("witness_or_reporter",)) & harmed
 
 
-def _cat_civil_tort(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _cat_civil_tort(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
     tort = _among(columns, "crime_type", ("traffic_accident", "civil_tort"))
-    return tort & _no_compensation(columns) & in_hardship(columns, base)
+    return tort & _no_compensation(columns) & r.hardship
 
 
-def ceiling_exception_applies(columns: Columns, base: np.ndarray) -> np.ndarray:
+def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
+    columns, base = r.columns, r.base
     """Especially grave loss, especially severe hardship, and a court award above 36 months."""
     grade = _col(columns, "disability_grade").astype(float)
     grave = _among(columns, "harm_outcome", ("death",)) | (grade <= GRAVE_DISABILITY_GRADE)
@@ -180,7 +200,8 @@ def ceiling_exception_applies(columns: Columns, base: np.ndarray) -> np.ndarray:
     return grave & severe & (np.nan_to_num(award) > CEILING_MONTHS * base)
 
 
-def _always(columns: Columns, base: np.ndarray) -> np.ndarray:
+def _always(r: RuleInputs) -> np.ndarray:
+    base = r.base
     return np.ones(len(base), dtype=bool)
 
 
@@ -193,7 +214,7 @@ class Rule:
     zh: str
     en: str
     facts: tuple[str, ...]
-    test: Callable[[Columns, np.ndarray], np.ndarray] = field(repr=False)
+    test: Callable[[RuleInputs], np.ndarray] = field(repr=False)
 
 
 RULES: tuple[Rule, ...] = (
@@ -201,16 +222,16 @@ RULES: tuple[Rule, ...] = (
          "被害人对案件发生有重大过错或者应当承担责任的，一般不予救助（细则第八条）",
          "Usually not aided: the applicant bears major fault or responsibility for the crime "
          "(Art. 8)",
-         ("victim_at_fault",), lambda c, b: _is(c, "victim_at_fault")),
+         ("victim_at_fault",), lambda r: _is(r.columns, "victim_at_fault")),
     Rule("EXCL_REFUSED_COOPERATION", RuleKind.EXCLUSION,
          "无正当理由拒绝配合查明案件事实，或者故意作虚伪陈述、伪造证据的，一般不予救助（细则第八条）",
          "Usually not aided: refused without reason to help establish the facts, or made false "
          "statements (Art. 8)",
-         ("refused_cooperation",), lambda c, b: _is(c, "refused_cooperation")),
+         ("refused_cooperation",), lambda r: _is(r.columns, "refused_cooperation")),
     Rule("EXCL_ALREADY_AIDED", RuleKind.EXCLUSION,
          "已就本案获得司法救助的，不再重复救助（救助一次性）",
          "Not aided again: assistance for this case was already granted (aid is one-off)",
-         ("aided_before_for_this_case",), lambda c, b: _is(c, "aided_before_for_this_case")),
+         ("aided_before_for_this_case",), lambda r: _is(r.columns, "aided_before_for_this_case")),
     Rule("EXCL_FULLY_COMPENSATED", RuleKind.EXCLUSION,
          "通过诉讼、保险或其他救助已获合理补偿的，一般不予救助（细则第八条）",
          "Usually not aided: already reasonably compensated (the court award is paid, or what was "
@@ -291,6 +312,9 @@ class RuleResults:
     hits: dict[str, np.ndarray]
     ceiling_yuan: np.ndarray
     status: np.ndarray  # EligibilityStatus values
+    excluded: np.ndarray  # bool: an exclusion hit
+    categories: np.ndarray  # how many Art. 7 categories hit
+    hardship_signals: np.ndarray  # see hardship_signals()
 
     def rule_ids(self, row: int) -> list[str]:
         """Ids of the rules that hit ``row``."""
@@ -300,22 +324,26 @@ class RuleResults:
 def evaluate_rules(columns: Columns, base_monthly_wage: np.ndarray) -> RuleResults:
     """Evaluate every rule on canonical columns with the rows' monthly wage base."""
     base = np.asarray(base_monthly_wage, dtype=float)
-    hits = {rule.id: np.asarray(rule.test(columns, base), dtype=bool) for rule in RULES}
+    signals = hardship_signals(columns, base)
+    inputs = RuleInputs(columns, base, signals > 0)
+    hits = {rule.id: np.asarray(rule.test(inputs), dtype=bool) for rule in RULES}
     excluded = np.zeros(len(base), dtype=bool)
-    category = np.zeros(len(base), dtype=bool)
+    categories = np.zeros(len(base))
     for rule in RULES:
         if rule.kind is RuleKind.EXCLUSION:
             excluded |= hits[rule.id]
         elif rule.kind is RuleKind.CATEGORY:
-            category |= hits[rule.id]
+            categories += hits[rule.id]
     status = np.where(
         excluded,
         EligibilityStatus.EXCLUDED.value,
-        np.where(category, EligibilityStatus.ELIGIBLE.value, EligibilityStatus.NEEDS_REVIEW.value),
+        np.where(
+            categories > 0, EligibilityStatus.ELIGIBLE.value, EligibilityStatus.NEEDS_REVIEW.value
+        ),
     ).astype(object)
     award = np.nan_to_num(_col(columns, "court_award_yuan").astype(float))
     ceiling = np.where(hits["CEILING_EXCEPTION_COURT_AWARD"], award, CEILING_MONTHS * base)
-    return RuleResults(hits, ceiling, status)
+    return RuleResults(hits, ceiling, status, excluded, categories, signals)
 
 
 def rule_hits(columns: Columns, results: RuleResults, row: int) -> list[RuleHit]:

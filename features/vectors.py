@@ -25,16 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.contract import FIELD_BY_NAME, INPUT_NAMES, REGISTRY_FLAGS, Kind
-from features.rules import (
-    LOW_INCOME_RECOGNISED,
-    RULES,
-    RuleKind,
-    RuleResults,
-    among,
-    compensation_in_hand,
-    documented_loss,
-    evaluate_rules,
-)
+from features.rules import RuleResults, compensation_in_hand, documented_loss, evaluate_rules
 from features.wages import WageTable
 
 HARM_SEVERITY = {"none": 0.0, "property_loss": 0.0, "slight_injury": 1.0, "minor_injury": 2.0,
@@ -201,7 +192,6 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         """The matrix with what was computed on the way (wage base, rule results), so that
         scoring evaluates the rules and looks the wage up once."""
         check_is_fitted(self, "categories_")
-        n = len(columns["case_id"])
         wage = self.wage_base(columns)
         base = wage.monthly
         rules = evaluate_rules(columns, base)
@@ -234,21 +224,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             ).astype(float)
             for flag in REGISTRY_FLAGS
         }
-        low_income = np.asarray(columns["low_income_status"], dtype=object)
         labor = ordinal("labor_capacity", LABOR_INCAPACITY)
-        hardship = (
-            among(low_income, LOW_INCOME_RECOGNISED).astype(float)
-            + (labor == 2.0)
-            + sum(np.nan_to_num(v) for v in registry.values())
-            + (income / np.where(np.isnan(size), 1.0, size) < 0.3 * base)
-        )
-        excluded = np.zeros(n)
-        categories = np.zeros(n)
-        for rule in RULES:
-            if rule.kind is RuleKind.EXCLUSION:
-                excluded = np.maximum(excluded, rules.hits[rule.id])
-            elif rule.kind is RuleKind.CATEGORY:
-                categories = categories + rules.hits[rule.id]
         harm = np.asarray(columns["harm_outcome"], dtype=object)
         values: dict[str, np.ndarray] = {
             "harm_severity": ordinal("harm_outcome", HARM_SEVERITY),
@@ -272,14 +248,14 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             "labor_incapacity": labor,
             "disability_certificate": np.asarray(columns["disability_certificate"], dtype=float),
             "rural_hukou": np.asarray(columns["rural_hukou"], dtype=float),
-            "hardship_signals": hardship.astype(float),
+            "hardship_signals": rules.hardship_signals.astype(float),
             "victim_at_fault": np.asarray(columns["victim_at_fault"], dtype=float),
             "refused_cooperation": np.asarray(columns["refused_cooperation"], dtype=float),
             "aided_before_for_this_case": np.asarray(
                 columns["aided_before_for_this_case"], dtype=float
             ),
-            "excluded_by_rules": excluded.astype(float),
-            "eligible_categories": categories.astype(float),
+            "excluded_by_rules": rules.excluded.astype(float),
+            "eligible_categories": rules.categories.astype(float),
             "base_monthly_wage": base,
             "decision_year": np.asarray(columns["decision_year"], dtype=float),
             **{f"registry_{flag}": registry[flag] for flag in REGISTRY_FLAGS},

@@ -11,7 +11,6 @@ and returns every number of the answer as arrays, with one model call per booste
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,6 @@ from features.vectors import (
     FEATURE_LABELS_ZH,
     CaseVectorizer,
     columns_from_frame,
-    columns_from_record,
 )
 from training.config import TrainingConfig
 
@@ -268,10 +266,6 @@ class ModelBundle:
     def feature_names(self) -> list[str]:
         """Names of the full case vector."""
         return [str(n) for n in self.vectorizer.get_feature_names_out()]
-
-    def score_record(self, record: Mapping[str, Any]) -> Scores:
-        """Score one canonical record (the API's single-case path; no pandas)."""
-        return self.score_columns(columns_from_record(record))
 
     def score(self, frame: pd.DataFrame) -> Scores:
         """Score a canonical frame (outcome and unknown columns are ignored)."""
