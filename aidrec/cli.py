@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from aidrec.settings import get_settings
+from aidrec.settings import get_settings, settings_of
 from features import cli as features_cli
 from features.contract import parse_records
 from features.synthetic import generate_history
@@ -28,12 +29,18 @@ log = logging.getLogger("aidrec")
 
 @app.callback()
 def _configure(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        ctx.obj = get_settings()
+    except ValidationError as exc:
+        typer.echo(f"error: the AIDREC_ settings are invalid: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 app.command()(features_cli.validate)
@@ -50,6 +57,7 @@ app.add_typer(serving_cli.audit_app, name="audit")
 
 @app.command()
 def run(
+    ctx: typer.Context,
     rows: Annotated[int, typer.Option(min=1000, help="cases in the generated history")] = 200_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 2026,
     retrain: Annotated[bool, typer.Option(help="train even when a champion exists")] = False,
@@ -57,7 +65,7 @@ def run(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """The main job: a history (generated if absent), a champion (trained if absent), served."""
-    settings = get_settings()
+    settings = settings_of(ctx)
     history: Path = settings.history_path
     if not history.exists():
         log.info("no history at %s: generating %d cases", history, rows)
@@ -69,17 +77,17 @@ def run(
     if parsed.violations:
         raise typer.Exit(1)
     log.info("history ready: %s (%d cases)", history, len(parsed.frame))
-    uri = configure_tracking(settings.data_dir, settings.tracking_uri)
+    uri = configure_tracking(settings.tracking_store_uri)
     if retrain or version_for(settings.registered_model, CHAMPION) is None:
-        training_cli.train(data=history)
-        training_cli.promote(data=history)
+        training_cli.train(ctx, data=history)
+        training_cli.promote(ctx, data=history)
     champion = version_for(settings.registered_model, CHAMPION)
     typer.echo(
         f"champion: models:/{settings.registered_model}@{CHAMPION} (version {champion})\n"
         f"tracking store: {uri}  (browse: .venv/bin/mlflow ui --backend-store-uri {uri})"
     )
     if serve:
-        serving_cli.serve(host="127.0.0.1", port=port)
+        serving_cli.serve(ctx, host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

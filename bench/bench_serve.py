@@ -36,11 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
-from features.contract import INPUT_NAMES, parse_record, parse_records, wire_value  # noqa: E402
+from aidrec.settings import Settings  # noqa: E402
+from features.contract import parse_record, parse_records  # noqa: E402
 from features.synthetic import generate_history  # noqa: E402
 from features.tables import write_table  # noqa: E402
+from features.vectors import columns_from_frame  # noqa: E402
+from serving.answers import LoadedModel, build_answers  # noqa: E402
 from serving.schemas import EXAMPLE_RECORD  # noqa: E402
-from serving.service import LoadedModel, answer_batch  # noqa: E402
 from tests.e2e.helpers import free_port, running  # noqa: E402
 from training.pyfunc import as_pyfunc_input  # noqa: E402
 from training.registry import configure_tracking, load_bundle  # noqa: E402
@@ -74,8 +76,9 @@ def sequential(url: str, body: bytes, headers: dict[str, str], count: int) -> li
     return times
 
 
-def concurrent(url: str, body: bytes, headers: dict[str, str], workers: int, seconds: float,
-               limit: int) -> float:  # fmt: skip
+def concurrent(
+    url: str, body: bytes, headers: dict[str, str], workers: int, seconds: float, limit: int
+) -> float:
     """Requests per second with ``workers`` connections, for at most ``seconds``/``limit``."""
     done = 0
     lock = threading.Lock()
@@ -106,8 +109,9 @@ def prepare(data_dir: Path, rows: int) -> dict[str, str]:
     env = {**os.environ, "AIDREC_DATA_DIR": str(data_dir)}
     env.pop("MLFLOW_TRACKING_URI", None)
     if not (data_dir / "mlflow.db").exists():
-        subprocess.run([str(BIN / "aidrec"), "run", "--rows", str(rows), "--no-serve"],
-                       env=env, check=True)  # fmt: skip
+        subprocess.run(
+            [str(BIN / "aidrec"), "run", "--rows", str(rows), "--no-serve"], env=env, check=True
+        )
     return env
 
 
@@ -126,24 +130,31 @@ def main() -> None:
     # --- aidrec serve -------------------------------------------------------------------
     keys_file = data_dir / "bench_keys.json"
     keys_file.unlink(missing_ok=True)
-    server_env = {"AIDREC_DATA_DIR": str(data_dir), "AIDREC_API_KEYS_FILE": str(keys_file),
-                  "AIDREC_AUDIT_URL": f"sqlite:///{data_dir / 'bench_audit.db'}"}  # fmt: skip
+    server_env = {
+        "AIDREC_DATA_DIR": str(data_dir),
+        "AIDREC_API_KEYS_FILE": str(keys_file),
+        "AIDREC_AUDIT_URL": f"sqlite:///{data_dir / 'bench_audit.db'}",
+    }
     port = free_port()
     log = data_dir / "bench_server.log"
     started = time.perf_counter()
     command = [str(BIN / "aidrec"), "serve", "--port", str(port)]
     with running(command, f"http://127.0.0.1:{port}/readyz", env=server_env, output=log) as proc:
         results["aidrec_startup_s"] = time.perf_counter() - started
-        key = next(line.split()[1] for line in log.read_text().splitlines()
-                   if line.strip().startswith("case_system"))  # fmt: skip
+        key = next(
+            line.split()[1]
+            for line in log.read_text().splitlines()
+            if line.strip().startswith("case_system")
+        )
         headers = {"X-API-Key": key, "Content-Type": "application/json"}
         url = f"http://127.0.0.1:{port}/v1/score"
         times = sorted(sequential(url, single, headers, args.requests))
         results["aidrec_p50_ms"] = statistics.median(times) * 1e3
         results["aidrec_p99_ms"] = times[int(0.99 * (len(times) - 1))] * 1e3
         results["aidrec_rps_c8"] = concurrent(url, single, headers, 8, args.seconds, 4000)
-        batch = json.dumps({"items": [{"record": {**EXAMPLE_RECORD, "case_id": f"B{i}"}}
-                                      for i in range(1000)]}).encode()  # fmt: skip
+        batch = json.dumps(
+            {"items": [{"record": {**EXAMPLE_RECORD, "case_id": f"B{i}"}} for i in range(1000)]}
+        ).encode()
         batch_url = f"http://127.0.0.1:{port}/v1/score/batch"
         batch_times = sorted(sequential(batch_url, batch, headers, 5))
         results["aidrec_batch_cases_per_s"] = 1000 / statistics.median(batch_times)
@@ -152,11 +163,23 @@ def main() -> None:
     # --- mlflow models serve, same registered version -------------------------------------
     port = free_port()
     tracking = f"sqlite:///{data_dir / 'mlflow.db'}"
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/judicial-aid@champion",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/judicial-aid@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     started = time.perf_counter()
-    with running(command, f"http://127.0.0.1:{port}/ping",
-                 env={"MLFLOW_TRACKING_URI": tracking}, timeout=300) as proc:  # fmt: skip
+    with running(
+        command, f"http://127.0.0.1:{port}/ping", env={"MLFLOW_TRACKING_URI": tracking}, timeout=300
+    ) as proc:
         results["mlflow_startup_s"] = time.perf_counter() - started
         frame = as_pyfunc_input(parse_record(EXAMPLE_RECORD).frame)
         split = json.loads(frame.to_json(orient="split", index=False))
@@ -174,22 +197,34 @@ def main() -> None:
     cases = generate_history(200_000, seed=77)
     source = write_table(cases, data_dir / "bench_cases.parquet")
     started = time.perf_counter()
-    subprocess.run([str(BIN / "aidrec"), "score-file", "--input", str(source), "--output",
-                    str(data_dir / "bench_scores.parquet")], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            str(BIN / "aidrec"),
+            "score-file",
+            "--input",
+            str(source),
+            "--output",
+            str(data_dir / "bench_scores.parquet"),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     results["score_file_200k_s_including_startup"] = time.perf_counter() - started
-    configure_tracking(data_dir)
+    configure_tracking(Settings(data_dir=data_dir).tracking_store_uri)
     bundle, info = load_bundle("models:/judicial-aid@champion")
     frame = parse_records(cases).frame
     started = time.perf_counter()
     bundle.score(frame)
     results["inprocess_scores_cases_per_s"] = len(frame) / (time.perf_counter() - started)
     model = LoadedModel(bundle, info["name"], info["version"], info["run_id"])
-    records = [{n: wire_value(n, frame[n].iloc[i]) for n in INPUT_NAMES} for i in range(5000)]
+    chunks = [
+        columns_from_frame(frame.iloc[start : start + 1000]) for start in range(0, 5000, 1000)
+    ]
     started = time.perf_counter()
-    for chunk in range(0, len(records), 1000):
-        answer_batch(model, records[chunk : chunk + 1000], [None] * 1000, 5, 8)
-    results["inprocess_full_answers_cases_per_s"] = len(records) / (time.perf_counter() - started)
+    for columns in chunks:
+        build_answers(model, columns, [None] * 1000, 5, 8)
+    results["inprocess_full_answers_cases_per_s"] = 5000 / (time.perf_counter() - started)
     results["ratio_rps_aidrec_vs_mlflow"] = results["aidrec_rps_c8"] / results["mlflow_rps_c8"]
 
     lines = [

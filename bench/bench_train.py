@@ -39,10 +39,13 @@ def main() -> None:
         granted = holdout["aid_granted"].to_numpy() == 1.0
         actual = holdout["aid_amount_yuan"].to_numpy()[granted]
         mae = np.mean(np.abs(scores.reference_amount_yuan[granted] - actual))
-        oracle = np.mean(np.abs(
-            holdout["oracle_amount_months_national"].to_numpy()[granted]
-            * scores.base_monthly_wage[granted] - actual
-        ))  # fmt: skip
+        oracle = np.mean(
+            np.abs(
+                holdout["oracle_amount_months_national"].to_numpy()[granted]
+                * scores.base_monthly_wage[granted]
+                - actual
+            )
+        )
         auc = roc_auc_score(holdout["aid_granted"], scores.lead_probability["judicial_aid"])
         oracle_auc = roc_auc_score(holdout["aid_granted"], holdout["oracle_p_judicial_aid"])
         trees = bundle.metadata["best_iterations"]
@@ -51,16 +54,19 @@ def main() -> None:
             f"{sum(trees.values())} |"
         )
         sys.stdout.write(rows[-1] + "\n")
-    text = "\n".join([
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    header = "| cases | train s | amount MAE / oracle MAE | judicial-aid AUC | oracle AUC | trees |"
+    lines = [
         f"\n## Training time by history size ({dt.date.today().isoformat()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; `train_bundle` only "
-        "(vectorise, amount median + 2 quantiles, 3 leads with calibration, similar-case index); "
-        "one run per size, 2-core machine. Quality on each size's holdout year.",
+        f"Command: `{command}`; `train_bundle` only (vectorise, amount median + 2 quantiles, "
+        "3 leads with calibration, similar-case index); one run per size, 2-core machine. "
+        "Quality on each size's holdout year.",
         "",
-        "| cases | train s | amount MAE / oracle MAE | judicial-aid AUC | oracle AUC | trees |",
+        header,
         "|---|---|---|---|---|---|",
         *rows,
-    ]) + "\n"  # fmt: skip
+    ]
+    text = "\n".join(lines) + "\n"
     with Path(__file__).with_name("RESULTS.md").open("a") as handle:
         handle.write(text)
 

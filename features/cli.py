@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from aidrec.settings import settings_of
 from features.contract import ContractError, ParsedRecords, parse_records
 from features.synthetic import generate_history
 from features.tables import TableError, read_table, write_table
@@ -67,19 +68,22 @@ def parse_years(text: str) -> tuple[int, int]:
 
 
 def generate(
+    ctx: typer.Context,
     rows: Annotated[int, typer.Option(min=1, help="number of cases")],
     out: Annotated[Path, typer.Option(help="output file, .csv or .parquet")],
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same file")] = 0,
     years: Annotated[str, typer.Option(help="decision years, e.g. 2016-2025")] = "2016-2025",
     wage_table: Annotated[
-        Path | None, typer.Option(help="wage table CSV (default: the shipped one)")
+        Path | None,
+        typer.Option(help="wage table CSV (default: AIDREC_WAGE_TABLE, else the shipped one)"),
     ] = None,
 ) -> None:
     """Write a synthetic history in the contract's shape, with outcomes and oracle columns."""
+    table = wage_table or settings_of(ctx).wage_table
     try:
         first, last = parse_years(years)
         started = time.perf_counter()
-        frame = generate_history(rows, seed, (first, last), WageTable.from_csv(wage_table))
+        frame = generate_history(rows, seed, (first, last), WageTable.from_csv(table))
         write_table(frame, out)
     except (ValueError, TableError) as exc:
         typer.echo(f"error: {exc}", err=True)

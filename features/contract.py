@@ -81,32 +81,68 @@ class FieldSpec:
         return "a list of " + ", ".join(self.values)
 
 
+# The province codes read as the GB/T 2260 table they are: aligned rows, not one code a line.
 PROVINCE_CODES: tuple[str, ...] = (
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
     "65",
 )  # fmt: skip
 
-CRIME_TYPES = (
-    "intentional_injury", "intentional_homicide", "negligent_homicide", "traffic_accident",
-    "rape", "robbery", "fraud", "theft", "illegal_fundraising", "wage_arrears",
-    "abuse_abandonment", "civil_tort", "other",
-)  # fmt: skip
-CRIME_TYPES_ZH = (
-    "故意伤害", "故意杀人", "过失致人死亡", "交通肇事", "强奸", "抢劫", "诈骗", "盗窃", "非法集资",
-    "拒不支付劳动报酬", "虐待遗弃", "民事侵权", "其他",
-)  # fmt: skip
-APPLICANT_ROLES = ("victim", "close_relative", "witness_or_reporter")
-HARM_OUTCOMES = ("death", "severe_injury", "minor_injury", "slight_injury", "property_loss", "none")
-OFFENDER_STATUSES = ("able_to_pay", "unable_to_pay", "deceased", "unidentified", "unknown")
-LOW_INCOME_STATUSES = ("none", "dibao", "tekun", "marginal", "poverty_monitoring")
-LABOR_CAPACITIES = ("full", "partial", "none")
-REGISTRY_FLAGS = (
-    "women_federation_hardship",
-    "veteran_family",
-    "orphan_or_left_behind_child",
-    "serious_illness",
-)
+# Each enum once: its wire tokens in order, with the Chinese label a reviewer reads.
+CRIME_TYPES_ZH = {
+    "intentional_injury": "故意伤害",
+    "intentional_homicide": "故意杀人",
+    "negligent_homicide": "过失致人死亡",
+    "traffic_accident": "交通肇事",
+    "rape": "强奸",
+    "robbery": "抢劫",
+    "fraud": "诈骗",
+    "theft": "盗窃",
+    "illegal_fundraising": "非法集资",
+    "wage_arrears": "拒不支付劳动报酬",
+    "abuse_abandonment": "虐待遗弃",
+    "civil_tort": "民事侵权",
+    "other": "其他",
+}
+APPLICANT_ROLES_ZH = {
+    "victim": "被害人",
+    "close_relative": "近亲属",
+    "witness_or_reporter": "证人/举报人/鉴定人",
+}
+HARM_OUTCOMES_ZH = {
+    "death": "死亡",
+    "severe_injury": "重伤",
+    "minor_injury": "轻伤",
+    "slight_injury": "轻微伤",
+    "property_loss": "财产损失",
+    "none": "无",
+}
+OFFENDER_STATUSES_ZH = {
+    "able_to_pay": "有赔偿能力",
+    "unable_to_pay": "无赔偿能力",
+    "deceased": "死亡",
+    "unidentified": "无法查明",
+    "unknown": "不详",
+}
+LOW_INCOME_STATUSES_ZH = {
+    "none": "无",
+    "dibao": "低保",
+    "tekun": "特困",
+    "marginal": "低保边缘",
+    "poverty_monitoring": "防返贫监测对象",
+}
+LABOR_CAPACITIES_ZH = {"full": "完全", "partial": "部分", "none": "无"}
+VICTIM_SEXES_ZH = {"male": "男", "female": "女"}
+REGISTRY_FLAGS_ZH = {
+    "women_federation_hardship": "困难妇女",
+    "veteran_family": "退役军人家庭",
+    "orphan_or_left_behind_child": "孤儿/留守儿童",
+    "serious_illness": "大病",
+}
+CRIME_TYPES = tuple(CRIME_TYPES_ZH)
+HARM_OUTCOMES = tuple(HARM_OUTCOMES_ZH)
+OFFENDER_STATUSES = tuple(OFFENDER_STATUSES_ZH)
+REGISTRY_FLAGS = tuple(REGISTRY_FLAGS_ZH)
 
 _I, _H, _C, _D, _X, _O = (
     Group.IDENTITY,
@@ -116,6 +152,49 @@ _I, _H, _C, _D, _X, _O = (
     Group.EXCLUSION,
     Group.OUTCOME,
 )
+
+
+def _choice(
+    name: str,
+    zh: str,
+    group: Group,
+    labels: Mapping[str, str],
+    *,
+    required: bool = False,
+    description: str = "",
+) -> FieldSpec:
+    return FieldSpec(
+        name,
+        Kind.ENUM,
+        required,
+        zh,
+        group,
+        values=tuple(labels),
+        labels_zh=tuple(labels.values()),
+        description=description,
+    )
+
+
+def _whole(
+    name: str,
+    zh: str,
+    group: Group,
+    minimum: float,
+    maximum: float | None = None,
+    *,
+    required: bool = False,
+    description: str = "",
+) -> FieldSpec:
+    return FieldSpec(
+        name,
+        Kind.INT,
+        required,
+        zh,
+        group,
+        minimum=minimum,
+        maximum=maximum,
+        description=description,
+    )
 
 
 def _money(name: str, zh: str, group: Group, description: str = "") -> FieldSpec:
@@ -129,80 +208,98 @@ def _flag(name: str, zh: str, group: Group, description: str = "") -> FieldSpec:
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("case_id", Kind.STRING, True, "案件编号", _I, max_length=64),
     FieldSpec(
-        "province_code", Kind.ENUM, True, "办案检察院所在省份", _I, values=PROVINCE_CODES,
+        "province_code",
+        Kind.ENUM,
+        True,
+        "办案检察院所在省份",
+        _I,
+        values=PROVINCE_CODES,
         description="2-digit GB/T 2260 code of the deciding procuratorate's province",
     ),
-    FieldSpec("decision_year", Kind.INT, True, "救助决定（或评估）年度", _I,
-              minimum=2014, maximum=2035),
-    FieldSpec(
-        "crime_type", Kind.ENUM, True, "案由", _I, values=CRIME_TYPES, labels_zh=CRIME_TYPES_ZH
-    ),
-    FieldSpec(
-        "applicant_role", Kind.ENUM, True, "申请人身份", _I, values=APPLICANT_ROLES,
-        labels_zh=("被害人", "近亲属", "证人/举报人/鉴定人"),
-    ),
-    FieldSpec(
-        "harm_outcome", Kind.ENUM, True, "损害后果", _H, values=HARM_OUTCOMES,
-        labels_zh=("死亡", "重伤", "轻伤", "轻微伤", "财产损失", "无"),
-    ),
-    FieldSpec(
-        "disability_grade", Kind.INT, False, "伤残等级", _H, minimum=1, maximum=10,
-        description="1 is the most severe; null = none assessed",
+    _whole("decision_year", "救助决定（或评估）年度", _I, 2014, 2035, required=True),
+    _choice("crime_type", "案由", _I, CRIME_TYPES_ZH, required=True),
+    _choice("applicant_role", "申请人身份", _I, APPLICANT_ROLES_ZH, required=True),
+    _choice("harm_outcome", "损害后果", _H, HARM_OUTCOMES_ZH, required=True),
+    _whole(
+        "disability_grade", "伤残等级", _H, 1, 10, description="1 is the most severe; null = none"
     ),
     _flag("urgent_medical_need", "急需救治", _H),
     _money("medical_cost_yuan", "医疗费", _H),
     _money(
-        "case_expense_yuan", "因案支出的必要费用", _H,
+        "case_expense_yuan",
+        "因案支出的必要费用",
+        _H,
         "funeral, travel, care and other necessary spending caused by the case",
     ),
     _money("economic_loss_yuan", "财产损失", _H),
-    FieldSpec(
-        "offender_status", Kind.ENUM, True, "加害人情况", _C, values=OFFENDER_STATUSES,
-        labels_zh=("有赔偿能力", "无赔偿能力", "死亡", "无法查明", "不详"),
-    ),
+    _choice("offender_status", "加害人情况", _C, OFFENDER_STATUSES_ZH, required=True),
     _money("compensation_received_yuan", "已获赔偿", _C),
     _money("court_award_yuan", "判决赔偿额", _C, "what a court ordered, executed or not"),
     _money(
-        "other_relief_received_yuan", "已获保险或其他救助", _C,
+        "other_relief_received_yuan",
+        "已获保险或其他救助",
+        _C,
         "insurance, social assistance already paid for this harm",
     ),
-    FieldSpec("victim_age", Kind.INT, True, "被害人年龄", _D, minimum=0, maximum=120),
-    FieldSpec(
-        "victim_sex", Kind.ENUM, True, "性别", _D, values=("male", "female"),
-        labels_zh=("男", "女"), description="only for fairness audits; the amount never uses it",
+    _whole("victim_age", "被害人年龄", _D, 0, 120, required=True),
+    _choice(
+        "victim_sex",
+        "性别",
+        _D,
+        VICTIM_SEXES_ZH,
+        required=True,
+        description="only for fairness audits; the amount never uses it",
     ),
-    FieldSpec("household_size", Kind.INT, False, "家庭人口", _D, minimum=1),
-    FieldSpec("dependants", Kind.INT, False, "被扶养人数", _D, minimum=0,
-              description="people the victim supported"),
-    FieldSpec("minor_dependants", Kind.INT, False, "未成年被扶养人数", _D, minimum=0),
+    _whole("household_size", "家庭人口", _D, 1),
+    _whole("dependants", "被扶养人数", _D, 0, description="people the victim supported"),
+    _whole("minor_dependants", "未成年被扶养人数", _D, 0),
     _money("monthly_household_income_yuan", "家庭月收入", _D),
-    FieldSpec(
-        "low_income_status", Kind.ENUM, False, "低收入认定", _D, values=LOW_INCOME_STATUSES,
-        labels_zh=("无", "低保", "特困", "低保边缘", "防返贫监测对象"),
-    ),
+    _choice("low_income_status", "低收入认定", _D, LOW_INCOME_STATUSES_ZH),
     _flag("disability_certificate", "持残疾人证", _D),
-    FieldSpec(
-        "labor_capacity", Kind.ENUM, False, "劳动能力", _D, values=LABOR_CAPACITIES,
-        labels_zh=("完全", "部分", "无"),
-    ),
+    _choice("labor_capacity", "劳动能力", _D, LABOR_CAPACITIES_ZH),
     _flag("rural_hukou", "农村户籍", _D),
     FieldSpec(
-        "registry_flags", Kind.LIST, False, "其他部门登记", _D, values=REGISTRY_FLAGS,
-        labels_zh=("困难妇女", "退役军人家庭", "孤儿/留守儿童", "大病"),
+        "registry_flags",
+        Kind.LIST,
+        False,
+        "其他部门登记",
+        _D,
+        values=REGISTRY_FLAGS,
+        labels_zh=tuple(REGISTRY_FLAGS_ZH.values()),
     ),
-    _flag("victim_at_fault", "对案件发生有过错或责任", _X,
-          "the applicant bears responsibility for the crime"),
-    _flag("refused_cooperation", "拒不配合或提供虚假材料", _X,
-          "refuses to cooperate with the investigation or trial, or gave false information"),
+    _flag(
+        "victim_at_fault",
+        "对案件发生有过错或责任",
+        _X,
+        "the applicant bears responsibility for the crime",
+    ),
+    _flag(
+        "refused_cooperation",
+        "拒不配合或提供虚假材料",
+        _X,
+        "refuses to cooperate with the investigation or trial, or gave false information",
+    ),
     _flag("aided_before_for_this_case", "已就本案获得救助", _X),
-    _flag("aid_granted", "是否救助", _O,
-          "the case was confirmed as a judicial-assistance lead and aid was granted"),
+    _flag(
+        "aid_granted",
+        "是否救助",
+        _O,
+        "the case was confirmed as a judicial-assistance lead and aid was granted",
+    ),
     _money("aid_amount_yuan", "救助金额", _O, "null when not granted"),
-    _flag("referred_social_assistance", "移送社会救助", _O,
-          "referred to civil affairs / other departments for social assistance"),
-    _flag("civil_support_prosecution", "民事支持起诉", _O,
-          "the procuratorate supported the victim's civil suit"),
-)  # fmt: skip
+    _flag(
+        "referred_social_assistance",
+        "移送社会救助",
+        _O,
+        "referred to civil affairs / other departments for social assistance",
+    ),
+    _flag(
+        "civil_support_prosecution",
+        "民事支持起诉",
+        _O,
+        "the procuratorate supported the victim's civil suit",
+    ),
+)
 
 FIELD_BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 INPUT_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.group is not Group.OUTCOME)
@@ -241,11 +338,6 @@ class ParsedRecords:
     violations: list[Violation]
     unknown_columns: list[str]
     invalid_rows: np.ndarray  # boolean mask, True where the row broke at least one rule
-
-    @property
-    def valid_frame(self) -> pd.DataFrame:
-        """Only the rows that passed every rule."""
-        return self.frame.loc[~self.invalid_rows].reset_index(drop=True)
 
 
 class ContractError(ValueError):
@@ -315,13 +407,47 @@ def _parse_scalar(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
     return number, None
 
 
-_RULE_ZH = {
+RULE_ZH: dict[str, str] = {
+    # the contract's own checks (parse_records)
     "missing": "必填字段缺失",
     "value": "取值不符合规定",
     "cross": "字段之间相互矛盾",
     "outcome": "评分请求不得包含结果字段",
     "duplicate": "案件编号重复",
+    # the same checks as the API's type validation names them (pydantic error types)
+    "extra_forbidden": "合同未定义该字段，不得提交（含个人身份信息）",
+    "literal_error": "取值不在允许范围内",
+    "enum": "取值不在允许范围内",
+    "greater_than_equal": "数值低于下限",
+    "greater_than": "数值低于下限",
+    "less_than_equal": "数值超过上限",
+    "int_parsing": "不是有效整数",
+    "int_from_float": "不是有效整数",
+    "int_type": "不是有效整数",
+    "float_parsing": "不是有效数字",
+    "float_type": "不是有效数字",
+    "finite_number": "数值必须有限",
+    "bool_parsing": "不是有效布尔值",
+    "bool_type": "不是有效布尔值",
+    "bool": "不是有效布尔值",
+    "string_type": "须为文本",
+    "string_too_short": "长度过短",
+    "string_too_long": "长度过长",
+    "list_type": "须为列表",
+    "too_short": "条目过少",
+    "model_attributes_type": "须为JSON对象",
+    "dict_type": "须为JSON对象",
+    "json_invalid": "JSON格式错误",
+    "string_pattern_mismatch": "格式不符合要求",
+    "datetime_from_date_parsing": "不是有效时间",
+    "datetime_parsing": "不是有效时间",
 }
+"""The Chinese text of every kind of contract violation, keyed by the kind (one home)."""
+
+
+def rule_zh(kind: str) -> str:
+    """The Chinese text of a kind of violation; a value that breaks a rule by default."""
+    return RULE_ZH.get(kind, RULE_ZH["value"])
 
 
 def _blank(raw: pd.Series) -> np.ndarray:
@@ -441,7 +567,7 @@ def parse_records(raw: pd.DataFrame, *, scoring: bool = False) -> ParsedRecords:
     violations: list[Violation] = []
 
     def add(i: int, field: str, rule: str, kind: str) -> None:
-        violations.append(Violation(i + 1, case_ids[i], field, rule, _RULE_ZH[kind]))
+        violations.append(Violation(i + 1, case_ids[i], field, rule, RULE_ZH[kind]))
 
     specs = INPUT_FIELDS if scoring else FIELDS
     if scoring:
@@ -550,8 +676,10 @@ def wire_value(name: str, value: Any) -> Any:
 
 
 def canonical_from_typed(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record whose values already have their wire types (a validated JSON object) in the
-    canonical representation, without pandas: the API's per-request path."""
+    """A validated record (wire types, as JSON holds them) in the canonical representation.
+
+    No pandas on the way: this is the API's per-request path.
+    """
     out: dict[str, Any] = {}
     for spec in INPUT_FIELDS:
         value = record.get(spec.name)

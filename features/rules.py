@@ -97,9 +97,11 @@ def compensation_in_hand(columns: Columns) -> np.ndarray:
 
 
 def hardship_signals(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndarray:
-    """How many hardship signals a clerk would accept each case shows: a recognised low-income
-    status, income per head below HARDSHIP_INCOME_SHARE of the base, each other department's
-    registry, no labour capacity (0 = none)."""
+    """How many hardship signals a clerk would accept each case shows (0 = none).
+
+    The signals: a recognised low-income status, income per head below
+    HARDSHIP_INCOME_SHARE of the base, each other department's registry, no labour capacity.
+    """
     income = _col(columns, "monthly_household_income_yuan").astype(float)
     size = _col(columns, "household_size").astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -118,8 +120,10 @@ def hardship_signals(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndar
 
 @dataclass(frozen=True)
 class RuleInputs:
-    """What every rule test reads: the canonical columns, the wage base and the hardship
-    verdict (computed once per evaluation, three category rules need it)."""
+    """What every rule test reads: the canonical columns, the wage base and hardship.
+
+    The hardship verdict is computed once per evaluation; three category rules need it.
+    """
 
     columns: Columns
     base: np.ndarray
@@ -188,8 +192,8 @@ def _cat_civil_tort(r: RuleInputs) -> np.ndarray:
 
 
 def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
-    columns, base = r.columns, r.base
     """Especially grave loss, especially severe hardship, and a court award above 36 months."""
+    columns, base = r.columns, r.base
     grade = _col(columns, "disability_grade").astype(float)
     grave = _among(columns, "harm_outcome", ("death",)) | (grade <= GRAVE_DISABILITY_GRADE)
     severe = _among(columns, "low_income_status", SEVERE_LOW_INCOME) | (
@@ -201,8 +205,7 @@ def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
 
 
 def _always(r: RuleInputs) -> np.ndarray:
-    base = r.base
-    return np.ones(len(base), dtype=bool)
+    return np.ones(len(r.base), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -218,73 +221,133 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("EXCL_VICTIM_AT_FAULT", RuleKind.EXCLUSION,
-         "被害人对案件发生有重大过错或者应当承担责任的，一般不予救助（细则第八条）",
-         "Usually not aided: the applicant bears major fault or responsibility for the crime "
-         "(Art. 8)",
-         ("victim_at_fault",), lambda r: _is(r.columns, "victim_at_fault")),
-    Rule("EXCL_REFUSED_COOPERATION", RuleKind.EXCLUSION,
-         "无正当理由拒绝配合查明案件事实，或者故意作虚伪陈述、伪造证据的，一般不予救助（细则第八条）",
-         "Usually not aided: refused without reason to help establish the facts, or made false "
-         "statements (Art. 8)",
-         ("refused_cooperation",), lambda r: _is(r.columns, "refused_cooperation")),
-    Rule("EXCL_ALREADY_AIDED", RuleKind.EXCLUSION,
-         "已就本案获得司法救助的，不再重复救助（救助一次性）",
-         "Not aided again: assistance for this case was already granted (aid is one-off)",
-         ("aided_before_for_this_case",), lambda r: _is(r.columns, "aided_before_for_this_case")),
-    Rule("EXCL_FULLY_COMPENSATED", RuleKind.EXCLUSION,
-         "通过诉讼、保险或其他救助已获合理补偿的，一般不予救助（细则第八条）",
-         "Usually not aided: already reasonably compensated (the court award is paid, or what was "
-         "received covers the documented loss) (Art. 8)",
-         ("compensation_received_yuan", "other_relief_received_yuan", "court_award_yuan",
-          "medical_cost_yuan", "case_expense_yuan", "economic_loss_yuan"),
-         _fully_compensated),
-    Rule("ART7_SEVERE_INJURY_NO_COMPENSATION", RuleKind.CATEGORY,
-         "受到犯罪侵害致重伤或者严重残疾，因加害人死亡、没有赔偿能力或者无法查明，未获赔偿，生活困难（细则第七条）",
-         "Seriously injured or disabled by a crime, no compensation obtainable (offender dead, "
-         "unable to pay or unidentified), and in hardship (Art. 7)",
-         ("harm_outcome", "disability_grade", "offender_status", "low_income_status",
-          "monthly_household_income_yuan", "household_size", "registry_flags"),
-         _cat_severe),
-    Rule("ART7_URGENT_MEDICAL", RuleKind.CATEGORY,
-         "遭受犯罪侵害危及生命，急需救治，无力承担医疗救治费用（细则第七条）",
-         "Injured by a crime, in urgent need of treatment and unable to pay for it (Art. 7)",
-         ("harm_outcome", "urgent_medical_need", "offender_status", "compensation_received_yuan"),
-         _cat_urgent),
-    Rule("ART7_DEPENDANTS_OF_DECEASED", RuleKind.CATEGORY,
-         "被害人死亡或者丧失劳动能力，其近亲属或被扶养人无法获得赔偿（细则第七条）",
-         "The victim died or lost labour capacity and the close relatives cannot obtain "
-         "compensation (Art. 7)",
-         ("harm_outcome", "labor_capacity", "applicant_role", "offender_status"),
-         _cat_dependants),
-    Rule("ART7_MAJOR_PROPERTY_LOSS", RuleKind.CATEGORY,
-         "因犯罪侵害遭受重大财产损失，无法获得赔偿，生活困难（细则第七条）",
-         f"Major property loss (at least {MAJOR_PROPERTY_LOSS_MONTHS:g} months of the base) from a "
-         "crime, no compensation obtainable, and in hardship (Art. 7)",
-         ("harm_outcome", "economic_loss_yuan", "offender_status", "low_income_status"),
-         _cat_property),
-    Rule("ART7_RETALIATION", RuleKind.CATEGORY,
-         "举报人、证人、鉴定人因举报、作证、鉴定受到打击报复，致人身或财产受损（细则第七条）",
-         "An informant, witness or expert harmed in retaliation (Art. 7)",
-         ("applicant_role", "harm_outcome"), _cat_retaliation),
-    Rule("ART7_CIVIL_TORT_UNCOMPENSATED", RuleKind.CATEGORY,
-         "交通事故等民事侵权行为造成人身伤害，无法通过诉讼获得赔偿，生活困难（细则第七条）",
-         "Harmed by a road-traffic accident or other civil tort, no compensation obtainable "
-         "through litigation, and in hardship (Art. 7)",
-         ("crime_type", "offender_status", "low_income_status"), _cat_civil_tort),
-    Rule("CEILING_36_MONTHS", RuleKind.CEILING,
-         "救助金额一般不超过上一年度职工月平均工资的36个月",
-         "The amount normally does not exceed 36 months of the previous year's average monthly "
-         "wage",
-         ("province_code", "decision_year"), _always),
-    Rule("CEILING_EXCEPTION_COURT_AWARD", RuleKind.CEILING,
-         "损失特别重大、生活特别困难的，可适当突破36个月，但不得超过人民法院依法应当判决的赔偿数额",
-         "Especially grave loss and especially severe hardship: the 36-month ceiling may be "
-         "exceeded, but never above the court award",
-         ("harm_outcome", "disability_grade", "low_income_status", "labor_capacity",
-          "dependants", "court_award_yuan"),
-         ceiling_exception_applies),
-)  # fmt: skip
+    Rule(
+        "EXCL_VICTIM_AT_FAULT",
+        RuleKind.EXCLUSION,
+        "被害人对案件发生有重大过错或者应当承担责任的，一般不予救助（细则第八条）",
+        "Usually not aided: the applicant bears major fault or responsibility for the crime "
+        "(Art. 8)",
+        ("victim_at_fault",),
+        lambda r: _is(r.columns, "victim_at_fault"),
+    ),
+    Rule(
+        "EXCL_REFUSED_COOPERATION",
+        RuleKind.EXCLUSION,
+        "无正当理由拒绝配合查明案件事实，或者故意作虚伪陈述、伪造证据的，一般不予救助（细则第八条）",
+        "Usually not aided: refused without reason to help establish the facts, or made false "
+        "statements (Art. 8)",
+        ("refused_cooperation",),
+        lambda r: _is(r.columns, "refused_cooperation"),
+    ),
+    Rule(
+        "EXCL_ALREADY_AIDED",
+        RuleKind.EXCLUSION,
+        "已就本案获得司法救助的，不再重复救助（救助一次性）",
+        "Not aided again: assistance for this case was already granted (aid is one-off)",
+        ("aided_before_for_this_case",),
+        lambda r: _is(r.columns, "aided_before_for_this_case"),
+    ),
+    Rule(
+        "EXCL_FULLY_COMPENSATED",
+        RuleKind.EXCLUSION,
+        "通过诉讼、保险或其他救助已获合理补偿的，一般不予救助（细则第八条）",
+        "Usually not aided: already reasonably compensated (the court award is paid, or what was "
+        "received covers the documented loss) (Art. 8)",
+        (
+            "compensation_received_yuan",
+            "other_relief_received_yuan",
+            "court_award_yuan",
+            "medical_cost_yuan",
+            "case_expense_yuan",
+            "economic_loss_yuan",
+        ),
+        _fully_compensated,
+    ),
+    Rule(
+        "ART7_SEVERE_INJURY_NO_COMPENSATION",
+        RuleKind.CATEGORY,
+        "受到犯罪侵害致重伤或者严重残疾，因加害人死亡、没有赔偿能力或者无法查明，未获赔偿，生活困难（细则第七条）",
+        "Seriously injured or disabled by a crime, no compensation obtainable (offender dead, "
+        "unable to pay or unidentified), and in hardship (Art. 7)",
+        (
+            "harm_outcome",
+            "disability_grade",
+            "offender_status",
+            "low_income_status",
+            "monthly_household_income_yuan",
+            "household_size",
+            "registry_flags",
+        ),
+        _cat_severe,
+    ),
+    Rule(
+        "ART7_URGENT_MEDICAL",
+        RuleKind.CATEGORY,
+        "遭受犯罪侵害危及生命，急需救治，无力承担医疗救治费用（细则第七条）",
+        "Injured by a crime, in urgent need of treatment and unable to pay for it (Art. 7)",
+        ("harm_outcome", "urgent_medical_need", "offender_status", "compensation_received_yuan"),
+        _cat_urgent,
+    ),
+    Rule(
+        "ART7_DEPENDANTS_OF_DECEASED",
+        RuleKind.CATEGORY,
+        "被害人死亡或者丧失劳动能力，其近亲属或被扶养人无法获得赔偿（细则第七条）",
+        "The victim died or lost labour capacity and the close relatives cannot obtain "
+        "compensation (Art. 7)",
+        ("harm_outcome", "labor_capacity", "applicant_role", "offender_status"),
+        _cat_dependants,
+    ),
+    Rule(
+        "ART7_MAJOR_PROPERTY_LOSS",
+        RuleKind.CATEGORY,
+        "因犯罪侵害遭受重大财产损失，无法获得赔偿，生活困难（细则第七条）",
+        f"Major property loss (at least {MAJOR_PROPERTY_LOSS_MONTHS:g} months of the base) from a "
+        "crime, no compensation obtainable, and in hardship (Art. 7)",
+        ("harm_outcome", "economic_loss_yuan", "offender_status", "low_income_status"),
+        _cat_property,
+    ),
+    Rule(
+        "ART7_RETALIATION",
+        RuleKind.CATEGORY,
+        "举报人、证人、鉴定人因举报、作证、鉴定受到打击报复，致人身或财产受损（细则第七条）",
+        "An informant, witness or expert harmed in retaliation (Art. 7)",
+        ("applicant_role", "harm_outcome"),
+        _cat_retaliation,
+    ),
+    Rule(
+        "ART7_CIVIL_TORT_UNCOMPENSATED",
+        RuleKind.CATEGORY,
+        "交通事故等民事侵权行为造成人身伤害，无法通过诉讼获得赔偿，生活困难（细则第七条）",
+        "Harmed by a road-traffic accident or other civil tort, no compensation obtainable "
+        "through litigation, and in hardship (Art. 7)",
+        ("crime_type", "offender_status", "low_income_status"),
+        _cat_civil_tort,
+    ),
+    Rule(
+        "CEILING_36_MONTHS",
+        RuleKind.CEILING,
+        "救助金额一般不超过上一年度职工月平均工资的36个月",
+        "The amount normally does not exceed 36 months of the previous year's average monthly wage",
+        ("province_code", "decision_year"),
+        _always,
+    ),
+    Rule(
+        "CEILING_EXCEPTION_COURT_AWARD",
+        RuleKind.CEILING,
+        "损失特别重大、生活特别困难的，可适当突破36个月，但不得超过人民法院依法应当判决的赔偿数额",
+        "Especially grave loss and especially severe hardship: the 36-month ceiling may be "
+        "exceeded, but never above the court award",
+        (
+            "harm_outcome",
+            "disability_grade",
+            "low_income_status",
+            "labor_capacity",
+            "dependants",
+            "court_award_yuan",
+        ),
+        ceiling_exception_applies,
+    ),
+)
 
 RULE_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
 
@@ -298,11 +361,6 @@ class RuleHit:
     zh: str
     en: str
     facts: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": self.id, "kind": str(self.kind), "zh": self.zh, "en": self.en,
-                "facts": self.facts}  # fmt: skip
 
 
 @dataclass

@@ -59,8 +59,17 @@ from features.contract import (
     HARM_OUTCOMES,
     OFFENDER_STATUSES,
     PROVINCE_CODES,
+    REGISTRY_FLAGS,
 )
-from features.rules import EligibilityStatus, compensation_in_hand, documented_loss, evaluate_rules
+from features.rules import (
+    NO_COMPENSATION_OBTAINABLE,
+    SEVERE_LOW_INCOME,
+    EligibilityStatus,
+    RuleResults,
+    compensation_in_hand,
+    documented_loss,
+    evaluate_rules,
+)
 from features.wages import CEILING_MONTHS, WageTable
 
 log = logging.getLogger(__name__)
@@ -167,7 +176,7 @@ def _mask(rng: np.random.Generator, values: np.ndarray, rate: float | np.ndarray
 def _mixture_median_offset(
     weights: np.ndarray, locations: np.ndarray, sigma: float, iterations: int = 60
 ) -> np.ndarray:
-    """t with Σ_p w_p Φ((t − g_p)/σ) = 1/2, for each row of ``weights`` (bisection)."""
+    """T with Σ_p w_p Φ((t − g_p)/σ) = 1/2, for each row of ``weights`` (bisection)."""
     low = np.full(len(weights), locations.min() - 6 * sigma)
     high = np.full(len(weights), locations.max() + 6 * sigma)
     for _ in range(iterations):
@@ -198,6 +207,10 @@ def national_median_offset(
     return np.interp(np.clip(lead_logit, grid[0], grid[-1]), grid, offsets)
 
 
+Latent = dict[str, np.ndarray]
+"""What the generator knows of each case so far, by name (the truth, before masking)."""
+
+
 def generate_history(
     rows: int,
     seed: int,
@@ -207,7 +220,8 @@ def generate_history(
 ) -> pd.DataFrame:
     """Generate ``rows`` historical cases (canonical frame with outcomes and oracle columns).
 
-    Deterministic for a seed. See the module docstring for the process.
+    Deterministic for a seed. Each step of the module docstring is one function; they draw
+    from one random stream in this order.
     """
     if rows < 1:
         raise ValueError("rows must be at least 1")
@@ -217,23 +231,57 @@ def generate_history(
     wages = wage_table or WageTable.from_csv()
     world = practice or RegionalPractice.default()
     rng = np.random.default_rng(seed)
-    n = rows
+    case = _who_and_where(rng, rows, years, wages)
+    case |= _harm_and_victim(rng, case)
+    case |= _money_in_months(rng, case)
+    case |= _hardship(rng, case)
+    case |= _exclusions(rng, case)
+    record = _case_card(rng, case, seed)
+    outcomes, oracle = _decide_outcomes(rng, record, case, world)
+    log.info(
+        "generated %d cases (seed %d): %.1f %% granted, mean aid %.0f yuan; wage years %d-%d",
+        rows,
+        seed,
+        100 * np.mean(outcomes["aid_granted"]),
+        np.nanmean(outcomes["aid_amount_yuan"]) if np.any(outcomes["aid_granted"]) else 0.0,
+        np.nanmin(case["wage_year"]),
+        np.nanmax(case["wage_year"]),
+    )
+    return pd.DataFrame({**record, **outcomes, **oracle})
 
-    # 1. who and where
+
+def _who_and_where(
+    rng: np.random.Generator, n: int, years: tuple[int, int], wages: WageTable
+) -> Latent:
+    """1. Province by population, decision year growing over time, the crime, the base."""
     province_index = rng.choice(
         len(PROVINCE_CODES), n, p=POPULATION_MILLIONS / POPULATION_MILLIONS.sum()
     )
     province = np.asarray(PROVINCE_CODES, dtype=object)[province_index]
-    year_values = np.arange(first_year, last_year + 1)
+    year_values = np.arange(years[0], years[1] + 1)
     year_weights = np.linspace(0.6, 1.4, len(year_values))
     year = rng.choice(year_values, n, p=year_weights / year_weights.sum()).astype(float)
     _, wage_year, base, _ = wages.lookup_many(province, year)
     crime_index = rng.choice(len(CRIME_TYPES), n, p=CRIME_MIX / CRIME_MIX.sum())
-    crime = np.asarray(CRIME_TYPES, dtype=object)[crime_index]
+    return {
+        "province_index": province_index,
+        "province": province,
+        "year": year,
+        "wage_year": wage_year,
+        "base": base,
+        "crime_index": crime_index,
+        "crime": np.asarray(CRIME_TYPES, dtype=object)[crime_index],
+    }
 
-    # 2. harm, applicant, victim
-    harm_index = _choose(rng, HARM_GIVEN_CRIME[crime_index])
-    harm = np.asarray(HARM_OUTCOMES, dtype=object)[harm_index]
+
+def _is_crime(case: Latent, name: str) -> np.ndarray:
+    return np.asarray(case["crime_index"] == CRIME_TYPES.index(name))
+
+
+def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
+    """2. Harm given the crime, the applicant, the victim's age and sex, disability, urgency."""
+    n = len(case["crime_index"])
+    harm_index = _choose(rng, HARM_GIVEN_CRIME[case["crime_index"]])
     death, severe, minor, slight = (harm_index == k for k in range(4))
     injured = severe | minor | slight
     u = rng.random(n)
@@ -243,48 +291,67 @@ def generate_history(
         np.where(u < 0.03, "witness_or_reporter", np.where(u < 0.15, "close_relative", "victim")),
     ).astype(object)
     age = np.clip(rng.normal(42, 16, n), 18, 90)
-    is_crime = {name: crime_index == i for i, name in enumerate(CRIME_TYPES)}
-    age = np.where(is_crime["rape"], np.clip(rng.normal(24, 8, n), 12, 60), age)
-    age = np.where(is_crime["wage_arrears"], np.clip(rng.normal(40, 10, n), 18, 65), age)
+    age = np.where(_is_crime(case, "rape"), np.clip(rng.normal(24, 8, n), 12, 60), age)
+    age = np.where(_is_crime(case, "wage_arrears"), np.clip(rng.normal(40, 10, n), 18, 65), age)
     abuse_age = np.where(rng.random(n) < 0.5, rng.uniform(1, 16, n), rng.uniform(65, 92, n))
-    age = np.where(is_crime["abuse_abandonment"], abuse_age, age)
-    child = (rng.random(n) < 0.07) & ~is_crime["wage_arrears"]
+    age = np.where(_is_crime(case, "abuse_abandonment"), abuse_age, age)
+    child = (rng.random(n) < 0.07) & ~_is_crime(case, "wage_arrears")
     age = np.floor(np.where(child, rng.uniform(0, 18, n), age))
     female_share = np.select(
-        [is_crime["rape"], is_crime["abuse_abandonment"], is_crime["fraud"]], [0.97, 0.6, 0.5], 0.35
+        [_is_crime(case, "rape"), _is_crime(case, "abuse_abandonment"), _is_crime(case, "fraud")],
+        [0.97, 0.6, 0.5],
+        0.35,
     )
     sex = np.where(rng.random(n) < female_share, "female", "male").astype(object)
     grade_known = rng.random(n) < np.select([severe, minor, slight], [0.75, 0.2, 0.03], 0.0)
     raw_grade = np.select(
         [severe, minor],
-        [np.clip(np.round(rng.normal(6.0, 2.2, n)), 1, 10),
-         np.clip(np.round(rng.normal(9, 1, n)), 7, 10)],
+        [
+            np.clip(np.round(rng.normal(6.0, 2.2, n)), 1, 10),
+            np.clip(np.round(rng.normal(9, 1, n)), 7, 10),
+        ],
         10.0,
-    )  # fmt: skip
-    disability_grade = np.where(grade_known, raw_grade, np.nan)
-    urgent = np.where(
-        injured, (rng.random(n) < np.select([severe, minor], [0.5, 0.15], 0.04)).astype(float), 0.0
     )
+    urgency = np.select([severe, minor], [0.5, 0.15], 0.04)
+    urgent = np.where(injured, (rng.random(n) < urgency).astype(float), 0.0)
+    return {
+        "harm_index": harm_index,
+        "harm": np.asarray(HARM_OUTCOMES, dtype=object)[harm_index],
+        "death": death,
+        "severe": severe,
+        "minor": minor,
+        "injured": injured,
+        "role": role,
+        "age": age,
+        "sex": sex,
+        "disability_grade": np.where(grade_known, raw_grade, np.nan),
+        "urgent": urgent,
+    }
 
-    # 3. money, in months of the base first
+
+def _money_in_months(rng: np.random.Generator, case: Latent) -> Latent:
+    """3. Costs, losses, the offender, the court award and what was received, in months."""
+    n = len(case["crime_index"])
+    harm_index, death, injured = case["harm_index"], case["death"], case["injured"]
+    grade = case["disability_grade"]
     medical_m = np.where(
         injured | death, _lognormal(rng, MEDICAL_MEDIAN[harm_index] + 1e-9, 0.8), 0.0
     )
     medical_m = np.where(death & (rng.random(n) < 0.4), 0.0, medical_m)
-    medical_m += np.where(
-        ~np.isnan(disability_grade), (11 - np.nan_to_num(disability_grade)) * 0.3, 0
-    )
+    medical_m += np.where(~np.isnan(grade), (11 - np.nan_to_num(grade)) * 0.3, 0)
     expense_m = _lognormal(rng, EXPENSE_MEDIAN[harm_index], 0.7)
-    property_harm = harm_index == 4
+    property_harm = harm_index == HARM_OUTCOMES.index("property_loss")
+    loss_median = np.select(
+        [_is_crime(case, "illegal_fundraising"), _is_crime(case, "wage_arrears")], [8.0, 2.5], 2.0
+    )
+    property_loss_m = _lognormal(rng, loss_median, 1.2)
+    robbed = _is_crime(case, "robbery") & (rng.random(n) < 0.5)
     economic_m = np.where(
         property_harm,
-        _lognormal(rng, np.select([is_crime["illegal_fundraising"], is_crime["wage_arrears"]],
-                                  [8.0, 2.5], 2.0), 1.2),
-        np.where(is_crime["robbery"] & (rng.random(n) < 0.5),
-                 _lognormal(rng, np.full(n, 0.3), 1.0), 0.0),
-    )  # fmt: skip
-    offender_index = _choose(rng, OFFENDER_GIVEN_CRIME[crime_index])
-    offender = np.asarray(OFFENDER_STATUSES, dtype=object)[offender_index]
+        property_loss_m,
+        np.where(robbed, _lognormal(rng, np.full(n, 0.3), 1.0), 0.0),
+    )
+    offender_index = _choose(rng, OFFENDER_GIVEN_CRIME[case["crime_index"]])
     identified = offender_index < 3
     loss_m = medical_m + expense_m + economic_m
     award_m = np.where(
@@ -299,226 +366,241 @@ def generate_history(
         [rng.beta(4, 2, n), rng.beta(0.4, 6, n)],
         rng.beta(0.2, 20, n),
     )
-    received_m = claim_m * paid_share
-    insured = is_crime["traffic_accident"] & (rng.random(n) < 0.7)
+    insured = _is_crime(case, "traffic_accident") & (rng.random(n) < 0.7)
     relief_m = np.where(insured, np.minimum(medical_m, 2.0 * rng.random(n)), 0.0)
     relief_m = np.where(~insured & (rng.random(n) < 0.08), 0.3 * rng.random(n), relief_m)
+    return {
+        "medical_m": medical_m,
+        "expense_m": expense_m,
+        "economic_m": economic_m,
+        "property_harm": property_harm,
+        "offender": np.asarray(OFFENDER_STATUSES, dtype=object)[offender_index],
+        "award_m": award_m,
+        "received_m": claim_m * paid_share,
+        "relief_m": relief_m,
+    }
 
-    # 4. hardship
+
+def _hardship(rng: np.random.Generator, case: Latent) -> Latent:
+    """4. Household, dependants, income, low-income status, certificate, labour, registries."""
+    n = len(case["crime_index"])
+    age, severe, minor = case["age"], case["severe"], case["minor"]
     household = np.clip(rng.poisson(2.3, n) + 1, 1, 9).astype(float)
     adult = (age >= 22) & (age <= 65)
     dependants = np.where(adult, rng.binomial(np.maximum(household - 1, 0).astype(int), 0.6), 0)
     minor_dependants = np.where(adult & (age < 55), rng.binomial(dependants, 0.6), 0)
     rural = rng.random(n) < 0.42
     per_head = _lognormal(rng, np.where(rural, 0.18, 0.32), 0.7)  # months of base per person
-    income = per_head * household
     low = per_head < 0.12
     u = rng.random(n)
     low_income = np.where(
         low,
-        np.select([u < 0.45, u < 0.52, u < 0.72, (u < 0.85) & rural],
-                  ["dibao", "tekun", "marginal", "poverty_monitoring"], "none"),
+        np.select(
+            [u < 0.45, u < 0.52, u < 0.72, (u < 0.85) & rural],
+            ["dibao", "tekun", "marginal", "poverty_monitoring"],
+            "none",
+        ),
         np.select([u < 0.04, (u < 0.06) & rural], ["marginal", "poverty_monitoring"], "none"),
-    ).astype(object)  # fmt: skip
-    certificate = (rng.random(n) < 0.04) | (~np.isnan(disability_grade) & (rng.random(n) < 0.55))
+    ).astype(object)
+    graded = ~np.isnan(case["disability_grade"])
+    certificate = (rng.random(n) < 0.04) | (graded & (rng.random(n) < 0.55))
     u = rng.random(n)
     labor = np.select(
-        [severe & (u < 0.3), severe & (u < 0.8), minor & (u < 0.25), age >= 75,
-         (age >= 65) & (u < 0.5), age < 16],
+        [
+            severe & (u < 0.3),
+            severe & (u < 0.8),
+            minor & (u < 0.25),
+            age >= 75,
+            (age >= 65) & (u < 0.5),
+            age < 16,
+        ],
         ["none", "partial", "partial", "none", "partial", "none"],
         "full",
-    ).astype(object)  # fmt: skip
-    labor[death] = None
+    ).astype(object)
+    labor[case["death"]] = None
     hardship_base = (low_income != "none") | (per_head < 0.15)
-    flags = [
-        (sex == "female") & hardship_base & (rng.random(n) < 0.25),
-        rng.random(n) < 0.025,
-        (age < 18) & rural & (rng.random(n) < 0.3),
-        (rng.random(n) < 0.03) | (severe & (rng.random(n) < 0.15)),
-    ]
-    registry = _join_flags(flags)
+    flags = {
+        "women_federation_hardship": (case["sex"] == "female")
+        & hardship_base
+        & (rng.random(n) < 0.25),
+        "veteran_family": rng.random(n) < 0.025,
+        "orphan_or_left_behind_child": (age < 18) & rural & (rng.random(n) < 0.3),
+        "serious_illness": (rng.random(n) < 0.03) | (severe & (rng.random(n) < 0.15)),
+    }
+    return {
+        "household": household,
+        "dependants": dependants,
+        "minor_dependants": minor_dependants,
+        "rural": rural,
+        "income_m": per_head * household,
+        "low_income": low_income,
+        "certificate": certificate,
+        "labor": labor,
+        "registry": _join_flags(flags),
+    }
 
-    # 5. exclusions
-    fault = rng.random(n) < np.where(is_crime["intentional_injury"], 0.12, 0.04)
-    refused = rng.random(n) < 0.02
-    aided_before = rng.random(n) < 0.02
 
-    # 6. what the case card shows
-    medical = _mask(rng, np.round(medical_m * base), np.where(injured, 0.12, 0.5))
-    expense = _mask(rng, np.round(expense_m * base), 0.2)
-    economic = _mask(rng, np.round(economic_m * base), np.where(property_harm, 0.08, 0.6))
+def _exclusions(rng: np.random.Generator, case: Latent) -> Latent:
+    """5. The facts that usually exclude aid, at realistic rates (fault is common in fights)."""
+    n = len(case["crime_index"])
+    fault_rate = np.where(_is_crime(case, "intentional_injury"), 0.12, 0.04)
+    return {
+        "fault": rng.random(n) < fault_rate,
+        "refused": rng.random(n) < 0.02,
+        "aided_before": rng.random(n) < 0.02,
+    }
+
+
+def _case_card(rng: np.random.Generator, case: Latent, seed: int) -> dict[str, np.ndarray]:
+    """6. What the case card shows: yuan = months × base, values missing where cards lack them."""
+    n = len(case["crime_index"])
+    base, injured = case["base"], case["injured"]
+    medical = _mask(rng, np.round(case["medical_m"] * base), np.where(injured, 0.12, 0.5))
+    expense = _mask(rng, np.round(case["expense_m"] * base), 0.2)
+    economic = _mask(
+        rng, np.round(case["economic_m"] * base), np.where(case["property_harm"], 0.08, 0.6)
+    )
+    numbers = np.char.zfill(np.arange(1, n + 1).astype(str), 8)
     record = {
-        "case_id": np.char.add(
-            f"SYN{seed}-", np.char.zfill(np.arange(1, n + 1).astype(str), 8)
-        ).astype(object),
-        "province_code": province,
-        "decision_year": year,
-        "crime_type": crime,
-        "applicant_role": role,
-        "harm_outcome": harm,
-        "disability_grade": disability_grade,
-        "urgent_medical_need": _mask(rng, urgent, np.where(injured, 0.3, 0.6)),
+        "case_id": np.char.add(f"SYN{seed}-", numbers).astype(object),
+        "province_code": case["province"],
+        "decision_year": case["year"],
+        "crime_type": case["crime"],
+        "applicant_role": case["role"],
+        "harm_outcome": case["harm"],
+        "disability_grade": case["disability_grade"],
+        "urgent_medical_need": _mask(rng, case["urgent"], np.where(injured, 0.3, 0.6)),
         "medical_cost_yuan": medical,
         "case_expense_yuan": expense,
         "economic_loss_yuan": economic,
-        "offender_status": offender,
-        "compensation_received_yuan": _mask(rng, np.round(received_m * base), 0.15),
-        "court_award_yuan": np.round(award_m * base),
-        "other_relief_received_yuan": _mask(rng, np.round(relief_m * base), 0.3),
-        "victim_age": age,
-        "victim_sex": sex,
-        "household_size": _mask(rng, household, 0.12),
-        "dependants": _mask(rng, dependants.astype(float), 0.18),
-        "minor_dependants": minor_dependants.astype(float),
-        "monthly_household_income_yuan": _mask(rng, np.round(income * base), 0.28),
-        "low_income_status": _mask(rng, low_income, 0.3),
-        "disability_certificate": _mask(rng, certificate.astype(float), 0.2),
-        "labor_capacity": _mask(rng, labor, 0.2),
-        "rural_hukou": _mask(rng, rural.astype(float), 0.05),
-        "registry_flags": registry,
-        "victim_at_fault": _mask(rng, fault.astype(float), 0.25),
-        "refused_cooperation": _mask(rng, refused.astype(float), 0.35),
-        "aided_before_for_this_case": _mask(rng, aided_before.astype(float), 0.35),
-    }  # fmt: skip
+        "offender_status": case["offender"],
+        "compensation_received_yuan": _mask(rng, np.round(case["received_m"] * base), 0.15),
+        "court_award_yuan": np.round(case["award_m"] * base),
+        "other_relief_received_yuan": _mask(rng, np.round(case["relief_m"] * base), 0.3),
+        "victim_age": case["age"],
+        "victim_sex": case["sex"],
+        "household_size": _mask(rng, case["household"], 0.12),
+        "dependants": _mask(rng, case["dependants"].astype(float), 0.18),
+        "minor_dependants": case["minor_dependants"].astype(float),
+        "monthly_household_income_yuan": _mask(rng, np.round(case["income_m"] * base), 0.28),
+        "low_income_status": _mask(rng, case["low_income"], 0.3),
+        "disability_certificate": _mask(rng, case["certificate"].astype(float), 0.2),
+        "labor_capacity": _mask(rng, case["labor"], 0.2),
+        "rural_hukou": _mask(rng, case["rural"].astype(float), 0.05),
+        "registry_flags": case["registry"],
+        "victim_at_fault": _mask(rng, case["fault"].astype(float), 0.25),
+        "refused_cooperation": _mask(rng, case["refused"].astype(float), 0.35),
+        "aided_before_for_this_case": _mask(rng, case["aided_before"].astype(float), 0.35),
+    }
     record["minor_dependants"] = np.where(
         np.isnan(record["dependants"]), np.nan, record["minor_dependants"]
     )
-
-    # 7. outcomes, from the case card
-    outcomes, oracle = _decide_outcomes(rng, record, base, province_index, harm_index, world)
-    frame = pd.DataFrame({**record, **outcomes, **oracle})
-    log.info(
-        "generated %d cases (seed %d): %.1f %% granted, mean aid %.0f yuan; wage years %d-%d",
-        n, seed, 100 * np.mean(outcomes["aid_granted"]),
-        np.nanmean(outcomes["aid_amount_yuan"]) if np.any(outcomes["aid_granted"]) else 0.0,
-        np.nanmin(wage_year), np.nanmax(wage_year),
-    )  # fmt: skip
-    return frame
+    return record
 
 
-def _join_flags(flags: list[np.ndarray]) -> np.ndarray:
+def _join_flags(flags: dict[str, np.ndarray]) -> np.ndarray:
     """Registry flags as the canonical sorted ``|``-joined tokens."""
-    names = ("orphan_or_left_behind_child", "serious_illness", "veteran_family",
-             "women_federation_hardship")  # fmt: skip
-    order = {"women_federation_hardship": 0, "veteran_family": 1,
-             "orphan_or_left_behind_child": 2, "serious_illness": 3}  # fmt: skip
-    out = np.full(len(flags[0]), "", dtype=object)
-    for name in names:  # alphabetical, so the joined text is sorted
-        hit = flags[order[name]]
+    out = np.full(len(next(iter(flags.values()))), "", dtype=object)
+    for name in sorted(REGISTRY_FLAGS):  # alphabetical, so the joined text is sorted
+        hit = flags[name]
         out[hit] = np.where(out[hit] == "", name, out[hit] + "|" + name)
     return out
 
 
-def _decide_outcomes(
-    rng: np.random.Generator,
-    record: dict[str, np.ndarray],
-    base: np.ndarray,
-    province_index: np.ndarray,
-    harm_index: np.ndarray,
-    world: RegionalPractice,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    n = len(base)
+@dataclass(frozen=True)
+class CardFacts:
+    """What an office reads off the case card to decide, in months of the base."""
+
+    rules: RuleResults
+    months: dict[str, np.ndarray]
+    received_m: np.ndarray
+    uncovered_m: np.ndarray
+    per_head_m: np.ndarray
+    severe_low: np.ndarray
+    some_low: np.ndarray
+    registered: np.ndarray
+    no_labor: np.ndarray
+    dependants: np.ndarray
+    minors: np.ndarray
+    disability: np.ndarray
+    hardship: np.ndarray
+
+
+def _card_facts(record: dict[str, np.ndarray], base: np.ndarray) -> CardFacts:
     rules = evaluate_rules(record, base)
-    status = rules.status
     months = {
         name: np.nan_to_num(record[name] / base)
         for name in ("medical_cost_yuan", "case_expense_yuan", "economic_loss_yuan")
     }
     received_m = compensation_in_hand(record) / base
     loss_m = documented_loss(record) / base
-    uncovered_m = np.maximum(loss_m - received_m, 0.0)
     income = record["monthly_household_income_yuan"] / np.nan_to_num(
         record["household_size"], nan=3.0
     )
     per_head_m = np.nan_to_num(income / base, nan=0.3)
     low_income = record["low_income_status"].astype(object)
-    severe_low = np.isin(low_income, ("dibao", "tekun"))
+    severe_low = np.isin(low_income, SEVERE_LOW_INCOME)
     some_low = np.isin(low_income, ("marginal", "poverty_monitoring"))
     registered = record["registry_flags"] != ""
     no_labor = record["labor_capacity"] == "none"
     dependants = np.nan_to_num(record["dependants"])
-    minors = np.nan_to_num(record["minor_dependants"])
     grade = record["disability_grade"]
-    disability = np.where(np.isnan(grade), 0.0, 11 - np.nan_to_num(grade))
     hardship = (
-        0.9 * severe_low + 0.5 * some_low + 0.4 * registered + 0.5 * no_labor
-        + 0.8 * np.clip(0.35 - per_head_m, 0, 0.35) / 0.35 + 0.1 * np.minimum(dependants, 4)
+        0.9 * severe_low
+        + 0.5 * some_low
+        + 0.4 * registered
+        + 0.5 * no_labor
+        + 0.8 * np.clip(0.35 - per_head_m, 0, 0.35) / 0.35
+        + 0.1 * np.minimum(dependants, 4)
         + 0.2 * (record["rural_hukou"] == 1.0)
-    )  # fmt: skip
-
-    # the judicial-aid lead
-    offender = record["offender_status"]
-    no_comp = np.isin(offender, ("unable_to_pay", "deceased", "unidentified"))
-    lead_logit = (
-        np.select(
-            [status == EligibilityStatus.EXCLUDED.value,
-             status == EligibilityStatus.ELIGIBLE.value],
-            [-4.5, -0.6],
-            -2.6,
-        )
-        + LEAD_HARM[harm_index] + 0.08 * disability + 0.9 * hardship + 0.7 * no_comp
-        + 0.35 * np.log1p(uncovered_m) - 0.3 * np.log1p(received_m)
-        + 0.4 * (record["urgent_medical_need"] == 1.0)
-    )  # fmt: skip
-    p_lead = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
-        lead_logit + world.lead_readiness[province_index]
     )
-    granted = rng.random(n) < p_lead
-
-    # the amount, in months of the base, for granted cases
-    location = (
-        AMOUNT_LOCATION[harm_index]
-        + 0.09 * disability
-        + 0.22 * np.log1p(months["medical_cost_yuan"] + months["case_expense_yuan"])
-        + 0.12 * np.log1p(uncovered_m)
-        - 0.10 * np.log1p(received_m)
-        + 0.25 * severe_low + 0.12 * some_low + 0.12 * np.minimum(dependants, 4)
-        + 0.10 * (minors > 0) + 0.15 * no_labor + 0.08 * registered
-    )  # fmt: skip
-    award = np.nan_to_num(record["court_award_yuan"]) / base
-    cap_months = np.where(
-        rules.hits["CEILING_EXCEPTION_COURT_AWARD"],
-        np.maximum(award, CEILING_MONTHS),
-        CEILING_MONTHS,
+    return CardFacts(
+        rules=rules,
+        months=months,
+        received_m=received_m,
+        uncovered_m=np.maximum(loss_m - received_m, 0.0),
+        per_head_m=per_head_m,
+        severe_low=severe_low,
+        some_low=some_low,
+        registered=registered,
+        no_labor=no_labor,
+        dependants=dependants,
+        minors=np.nan_to_num(record["minor_dependants"]),
+        disability=np.where(np.isnan(grade), 0.0, 11 - np.nan_to_num(grade)),
+        hardship=hardship,
     )
+
+
+def _noisy(logit: np.ndarray) -> np.ndarray:
+    """The probability of a label with LABEL_NOISE flipped at random."""
+    return np.asarray(LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(logit))
+
+
+def _decide_outcomes(
+    rng: np.random.Generator,
+    record: dict[str, np.ndarray],
+    case: Latent,
+    world: RegionalPractice,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """7. The office's decisions, from the case card, and the oracle of each."""
+    base, province_index = case["base"], case["province_index"]
+    facts = _card_facts(record, base)
+    lead_logit = _judicial_aid_logit(record, facts, case["harm_index"])
+    p_lead = _noisy(lead_logit + world.lead_readiness[province_index])
+    granted = rng.random(len(base)) < p_lead
+    location = _amount_location(facts, case["harm_index"])
+    cap_months = _cap_months(record, facts, base)
     generosity = world.generosity[province_index]
-    noise = AMOUNT_NOISE_SIGMA * rng.standard_normal(n)
+    noise = AMOUNT_NOISE_SIGMA * rng.standard_normal(len(base))
     amount_m = np.minimum(np.exp(location + generosity + noise), cap_months)
     amount_yuan = np.maximum(np.round(amount_m * base / 100.0) * 100.0, 100.0)
-    amount_yuan = np.where(granted, amount_yuan, np.nan)
-
-    # social-assistance referral: hardship not caused by the case
-    elderly_alone = (record["victim_age"] >= 70) & (record["household_size"] == 1.0)
-    social_logit = (
-        -3.4 + 1.3 * severe_low + 0.8 * some_low + 0.6 * registered + 0.7 * no_labor
-        + 1.0 * np.clip(0.3 - per_head_m, 0, 0.3) / 0.3 + 0.7 * elderly_alone
-        + 0.4 * (record["rural_hukou"] == 1.0)
-        + 0.6 * (status == EligibilityStatus.EXCLUDED.value)
-    )  # fmt: skip
-    p_social = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
-        social_logit + world.social_readiness[province_index]
-    )
-    # civil support-prosecution: someone to sue, a victim who cannot sue alone
-    age = record["victim_age"]
-    vulnerable = (
-        (age < 18) | (age >= 65) | (disability > 0) | (record["disability_certificate"] == 1.0)
-    )
-    crime = record["crime_type"]
-    civil_logit = (
-        -3.6 + 1.6 * np.isin(offender, ("able_to_pay", "unknown"))
-        + 1.4 * (crime == "wage_arrears") + 1.1 * (crime == "abuse_abandonment")
-        + 0.5 * np.isin(crime, ("traffic_accident", "civil_tort"))
-        + 0.8 * vulnerable + 0.5 * (received_m < 0.05)
-        + 0.3 * np.isnan(record["court_award_yuan"])
-    )  # fmt: skip
-    p_civil = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
-        civil_logit + world.civil_readiness[province_index]
-    )
+    p_social = _noisy(_social_logit(record, facts) + world.social_readiness[province_index])
+    p_civil = _noisy(_civil_logit(record, facts) + world.civil_readiness[province_index])
     outcomes = {
         "aid_granted": granted.astype(float),
-        "aid_amount_yuan": amount_yuan,
-        "referred_social_assistance": (rng.random(n) < p_social).astype(float),
-        "civil_support_prosecution": (rng.random(n) < p_civil).astype(float),
+        "aid_amount_yuan": np.where(granted, amount_yuan, np.nan),
+        "referred_social_assistance": (rng.random(len(base)) < p_social).astype(float),
+        "civil_support_prosecution": (rng.random(len(base)) < p_civil).astype(float),
     }
     national = location + national_median_offset(lead_logit, world)
     oracle = {
@@ -529,3 +611,101 @@ def _decide_outcomes(
         "oracle_amount_months_national": np.minimum(np.exp(national), cap_months),
     }
     return outcomes, oracle
+
+
+def _judicial_aid_logit(
+    record: dict[str, np.ndarray], facts: CardFacts, harm_index: np.ndarray
+) -> np.ndarray:
+    """The lead's log-odds before the province's readiness: the rules' verdict first."""
+    status = facts.rules.status
+    no_comp = np.isin(record["offender_status"], NO_COMPENSATION_OBTAINABLE)
+    verdict = np.select(
+        [
+            status == EligibilityStatus.EXCLUDED.value,
+            status == EligibilityStatus.ELIGIBLE.value,
+        ],
+        [-4.5, -0.6],
+        -2.6,
+    )
+    return np.asarray(
+        verdict
+        + LEAD_HARM[harm_index]
+        + 0.08 * facts.disability
+        + 0.9 * facts.hardship
+        + 0.7 * no_comp
+        + 0.35 * np.log1p(facts.uncovered_m)
+        - 0.3 * np.log1p(facts.received_m)
+        + 0.4 * (record["urgent_medical_need"] == 1.0)
+    )
+
+
+def _amount_location(facts: CardFacts, harm_index: np.ndarray) -> np.ndarray:
+    """log(months) of a granted case before the province's generosity and the noise.
+
+    Monotone in the harm, the expenses, the uncovered loss (up) and the compensation
+    received (down).
+    """
+    months = facts.months
+    return np.asarray(
+        AMOUNT_LOCATION[harm_index]
+        + 0.09 * facts.disability
+        + 0.22 * np.log1p(months["medical_cost_yuan"] + months["case_expense_yuan"])
+        + 0.12 * np.log1p(facts.uncovered_m)
+        - 0.10 * np.log1p(facts.received_m)
+        + 0.25 * facts.severe_low
+        + 0.12 * facts.some_low
+        + 0.12 * np.minimum(facts.dependants, 4)
+        + 0.10 * (facts.minors > 0)
+        + 0.15 * facts.no_labor
+        + 0.08 * facts.registered
+    )
+
+
+def _cap_months(record: dict[str, np.ndarray], facts: CardFacts, base: np.ndarray) -> np.ndarray:
+    """36 months, or the court award under the statutory exception."""
+    award = np.nan_to_num(record["court_award_yuan"]) / base
+    return np.asarray(
+        np.where(
+            facts.rules.hits["CEILING_EXCEPTION_COURT_AWARD"],
+            np.maximum(award, CEILING_MONTHS),
+            CEILING_MONTHS,
+        )
+    )
+
+
+def _social_logit(record: dict[str, np.ndarray], facts: CardFacts) -> np.ndarray:
+    """A social-assistance referral: hardship not caused by the case."""
+    elderly_alone = (record["victim_age"] >= 70) & (record["household_size"] == 1.0)
+    return np.asarray(
+        -3.4
+        + 1.3 * facts.severe_low
+        + 0.8 * facts.some_low
+        + 0.6 * facts.registered
+        + 0.7 * facts.no_labor
+        + 1.0 * np.clip(0.3 - facts.per_head_m, 0, 0.3) / 0.3
+        + 0.7 * elderly_alone
+        + 0.4 * (record["rural_hukou"] == 1.0)
+        + 0.6 * (facts.rules.status == EligibilityStatus.EXCLUDED.value)
+    )
+
+
+def _civil_logit(record: dict[str, np.ndarray], facts: CardFacts) -> np.ndarray:
+    """Civil support-prosecution: someone to sue, a victim who cannot sue alone."""
+    age = record["victim_age"]
+    vulnerable = (
+        (age < 18)
+        | (age >= 65)
+        | (facts.disability > 0)
+        | (record["disability_certificate"] == 1.0)
+    )
+    crime = record["crime_type"]
+    return np.asarray(
+        -3.6
+        + 1.6 * np.isin(record["offender_status"], ("able_to_pay", "unknown"))
+        + 1.4 * (crime == "wage_arrears")
+        + 1.1 * (crime == "abuse_abandonment")
+        + 0.5 * np.isin(crime, ("traffic_accident", "civil_tort"))
+        + 0.8 * vulnerable
+        + 0.5 * (facts.received_m < 0.05)
+        + 0.3 * np.isnan(record["court_award_yuan"])
+    )

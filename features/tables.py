@@ -70,9 +70,13 @@ def iter_table_chunks(path: Path | str, rows: int) -> Iterator[pd.DataFrame]:
     fmt = table_format(path)
     if fmt == "csv":
         reader = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], chunksize=rows,
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            chunksize=rows,
             encoding="utf-8-sig",
-        )  # fmt: skip
+        )
         for chunk in reader:
             if "registry_flags" in chunk.columns:
                 chunk["registry_flags"] = chunk["registry_flags"].fillna("")

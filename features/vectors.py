@@ -28,13 +28,23 @@ from features.contract import FIELD_BY_NAME, INPUT_NAMES, REGISTRY_FLAGS, Kind
 from features.rules import RuleResults, compensation_in_hand, documented_loss, evaluate_rules
 from features.wages import WageTable
 
-HARM_SEVERITY = {"none": 0.0, "property_loss": 0.0, "slight_injury": 1.0, "minor_injury": 2.0,
-                 "severe_injury": 3.0, "death": 4.0}  # fmt: skip
+HARM_SEVERITY = {
+    "none": 0.0,
+    "property_loss": 0.0,
+    "slight_injury": 1.0,
+    "minor_injury": 2.0,
+    "severe_injury": 3.0,
+    "death": 4.0,
+}
 LABOR_INCAPACITY = {"full": 0.0, "partial": 1.0, "none": 2.0}
 CATEGORICAL_FIELDS = (
-    "province_code", "crime_type", "applicant_role", "harm_outcome", "offender_status",
+    "province_code",
+    "crime_type",
+    "applicant_role",
+    "harm_outcome",
+    "offender_status",
     "low_income_status",
-)  # fmt: skip
+)
 
 FEATURE_LABELS_ZH: dict[str, str] = {
     "harm_severity": "人身损害严重程度",
@@ -66,10 +76,12 @@ FEATURE_LABELS_ZH: dict[str, str] = {
     "eligible_categories": "符合救助情形数",
     "base_monthly_wage": "上一年度职工月平均工资",
     "decision_year": "决定年度",
-    **{f"registry_{flag}": FIELD_BY_NAME["registry_flags"].labels_zh[i]
-       for i, flag in enumerate(REGISTRY_FLAGS)},
+    **{
+        f"registry_{flag}": FIELD_BY_NAME["registry_flags"].labels_zh[i]
+        for i, flag in enumerate(REGISTRY_FLAGS)
+    },
     **{name: FIELD_BY_NAME[name].zh for name in CATEGORICAL_FIELDS},
-}  # fmt: skip
+}
 
 NUMERIC_FEATURES: tuple[str, ...] = tuple(
     name for name in FEATURE_LABELS_ZH if name not in CATEGORICAL_FIELDS
@@ -83,11 +95,6 @@ def columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     if missing:
         raise ValueError("records lack contract field(s): " + ", ".join(missing))
     return {name: frame[name].to_numpy() for name in INPUT_NAMES}
-
-
-def columns_from_record(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """One-row canonical columns of a canonical record (no pandas: the API's fast path)."""
-    return columns_from_records([record])
 
 
 def columns_from_records(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -113,11 +120,22 @@ def _known_or_nan(*values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class WageLookup:
-    """The wage base of each row."""
+    """The wage base of each row, and where each figure came from."""
 
+    table: WageTable
+    province_code: np.ndarray
+    decision_year: np.ndarray
     monthly: np.ndarray
     wage_year: np.ndarray
     estimated: np.ndarray
+
+    def note(self, row: int) -> str | None:
+        """Why the base of ``row`` is not the previous year's figure (None when it is)."""
+        if not self.estimated[row]:
+            return None
+        return self.table.note(
+            str(self.province_code[row]), int(self.decision_year[row]), int(self.wage_year[row])
+        )
 
 
 @dataclass(frozen=True)
@@ -162,11 +180,6 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         return self.transform_columns(columns_from_frame(X))
 
-    def transform_record(self, record: Mapping[str, Any]) -> np.ndarray:
-        """The 1-row matrix for one canonical record (a mapping, as the API holds it)."""
-        check_is_fitted(self, "categories_")
-        return self.transform_columns(columns_from_record(record))
-
     def unseen_levels(self, record: Mapping[str, Any]) -> dict[str, str]:
         """Categorical values of a record the history never showed (encoded as missing)."""
         check_is_fitted(self, "categories_")
@@ -178,19 +191,20 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
 
     def wage_base(self, columns: Mapping[str, np.ndarray]) -> WageLookup:
         """The monthly wage base of each row, the year used and whether it is estimated."""
-        _, wage_year, monthly, estimated = self.wage_table_.lookup_many(
-            np.asarray(columns["province_code"], dtype=object),
-            np.asarray(columns["decision_year"], dtype=float),
-        )
-        return WageLookup(monthly, wage_year, estimated)
+        codes = np.asarray(columns["province_code"], dtype=object)
+        years = np.asarray(columns["decision_year"], dtype=float)
+        _, wage_year, monthly, estimated = self.wage_table_.lookup_many(codes, years)
+        return WageLookup(self.wage_table_, codes, years, monthly, wage_year, estimated)
 
     def transform_columns(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """The matrix for canonical columns (one numpy array per contract field)."""
         return self.vectors(columns).matrix
 
     def vectors(self, columns: Mapping[str, np.ndarray]) -> CaseVectors:
-        """The matrix with what was computed on the way (wage base, rule results), so that
-        scoring evaluates the rules and looks the wage up once."""
+        """The matrix with what was computed on the way (wage base, rule results).
+
+        Scoring reuses them, so the rules are evaluated and the wage looked up once.
+        """
         check_is_fitted(self, "categories_")
         wage = self.wage_base(columns)
         base = wage.monthly
@@ -200,8 +214,10 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             return np.asarray(columns[name], dtype=float) / base
 
         def ordinal(name: str, mapping: Mapping[str, float]) -> np.ndarray:
-            return np.array([mapping.get(v, np.nan) if v is not None else np.nan
-                             for v in columns[name]], dtype=float)  # fmt: skip
+            return np.array(
+                [mapping.get(v, np.nan) if v is not None else np.nan for v in columns[name]],
+                dtype=float,
+            )
 
         grade = np.asarray(columns["disability_grade"], dtype=float)
         medical, expense = months("medical_cost_yuan"), months("case_expense_yuan")

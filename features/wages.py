@@ -37,11 +37,6 @@ class WageBase:
     estimated: bool
     note: str
 
-    @property
-    def ceiling_yuan(self) -> float:
-        """The usual statutory ceiling: 36 months of the base."""
-        return CEILING_MONTHS * self.base_monthly_wage
-
 
 def default_wage_table_path() -> Path:
     """The wage table shipped with the project."""
@@ -88,31 +83,30 @@ class WageTable:
             raise WageTableError(f"{path}: cannot read the wage table: {exc}") from exc
         return cls(frame, source=str(path))
 
-    def provinces(self) -> list[str]:
-        """Province codes the table covers."""
-        return sorted(self._years)
-
     def lookup(self, province_code: str, decision_year: int) -> WageBase:
         """The base for one decision: the previous year's monthly average wage."""
         _, years, monthly, estimated = self.lookup_many(
             np.asarray([province_code], dtype=object), np.asarray([decision_year], dtype=float)
         )
-        wanted = int(decision_year) - 1
         used = int(years[0])
-        if not estimated[0]:
-            note = f"{used} average wage of province {province_code}"
-        elif used < wanted:
-            note = (
-                f"no {wanted} figure for province {province_code}; "
-                f"used {used}, the nearest earlier year"
-            )
-        else:
-            note = (
-                f"no figure for {wanted} or earlier for province {province_code}; "
-                f"used {used}, the earliest the table has"
-            )
+        note = self.note(province_code, int(decision_year), used)
         return WageBase(
             province_code, int(decision_year), used, float(monthly[0]), bool(estimated[0]), note
+        )
+
+    def note(self, province_code: str, decision_year: int, wage_year: int) -> str:
+        """Where the base of a decision came from, in words a reviewer reads."""
+        wanted = decision_year - 1
+        if wage_year == wanted:
+            return f"{wage_year} average wage of province {province_code}"
+        if wage_year < wanted:
+            return (
+                f"no {wanted} figure for province {province_code}; "
+                f"used {wage_year}, the nearest earlier year"
+            )
+        return (
+            f"no figure for {wanted} or earlier for province {province_code}; "
+            f"used {wage_year}, the earliest the table has"
         )
 
     def lookup_many(

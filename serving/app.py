@@ -13,19 +13,15 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidrec.settings import Settings
 from serving.audit import AuditStore
-from serving.errors import http_handler, validation_handler
+from serving.errors import error_response, install_handlers
 from serving.metrics import Metrics
-from serving.routes import ContractViolation, router
+from serving.routes import router
 from serving.security import KeyRing
 from serving.state import ModelLoader, ServiceState, load_registered
 
@@ -34,7 +30,7 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """
 Reference amounts and leads for state judicial assistance (国家司法救助).
 
-For one case record (the contract of `shared/case-record.md`, v1) the service answers with a
+For one case record (the contract of `docs/case-record.md`) the service answers with a
 **reference amount** (参考救助金额) learned from similar historical cases, in yuan and in months
 of the province's wage base, with an 80 % interval and the statutory ceiling; the probability
 that the case is a **lead** (线索) for judicial aid, a social-assistance referral and civil
@@ -54,6 +50,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer 413 once its body is over the limit."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -90,9 +87,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": f"the body is larger than {self.limit} bytes (请求体过大)"}, status_code=413
-        )
+        response = error_response(413, f"the body is larger than {self.limit} bytes (请求体过大)")
         await response(scope, _no_receive, send)
 
 
@@ -107,6 +102,7 @@ class RequestMetrics:
         self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting and timing it."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -130,11 +126,6 @@ class RequestMetrics:
                 self.metrics.errors.labels(path, str(status)).inc()
 
 
-async def _contract_handler(request: Any, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ContractViolation)
-    return JSONResponse({"detail": exc.problems}, status_code=422)
-
-
 def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI:
     """The application for ``settings``; ``loader`` replaces the registry (tests, tools)."""
     metrics = Metrics()
@@ -143,7 +134,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from training.registry import configure_tracking
 
-        configure_tracking(settings.data_dir, settings.tracking_uri)
+        configure_tracking(settings.tracking_store_uri)
         state = ServiceState(
             settings=settings,
             audit=AuditStore.open(settings.audit_database_url),
@@ -163,9 +154,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.include_router(router)
-    app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_exception_handler(StarletteHTTPException, http_handler)
-    app.add_exception_handler(ContractViolation, _contract_handler)
+    install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

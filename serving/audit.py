@@ -86,15 +86,21 @@ def record_hash(row: dict[str, Any]) -> str:
     if isinstance(created, dt.datetime):
         created = created.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     content = {
-        "seq": row["seq"], "kind": row["kind"], "record_id": row["record_id"],
-        "prediction_id": row["prediction_id"], "created_at": created, "caller": row["caller"],
-        "case_id": row["case_id"], "province_code": row["province_code"],
-        "flagged": bool(row["flagged"]), "model_version": row["model_version"],
+        "seq": row["seq"],
+        "kind": row["kind"],
+        "record_id": row["record_id"],
+        "prediction_id": row["prediction_id"],
+        "created_at": created,
+        "caller": row["caller"],
+        "case_id": row["case_id"],
+        "province_code": row["province_code"],
+        "flagged": bool(row["flagged"]),
+        "model_version": row["model_version"],
         # the stored payload text enters through its own digest: re-escaping ~20 KB of JSON
         # inside the content would double the cost of every append
         "payload_sha256": hashlib.sha256(row["payload"].encode("utf-8")).hexdigest(),
         "prev_hash": row["prev_hash"],
-    }  # fmt: skip
+    }
     return hashlib.sha256(_canonical(content).encode("utf-8")).hexdigest()
 
 
@@ -135,9 +141,18 @@ def _row_to_record(row: Any) -> AuditRecord:
     if created.tzinfo is None:
         created = created.replace(tzinfo=dt.UTC)
     return AuditRecord(
-        row.seq, row.kind, row.record_id, row.prediction_id, created, row.caller, row.case_id,
-        row.province_code, bool(row.flagged), row.model_version, json.loads(row.payload),
-    )  # fmt: skip
+        row.seq,
+        row.kind,
+        row.record_id,
+        row.prediction_id,
+        created,
+        row.caller,
+        row.case_id,
+        row.province_code,
+        bool(row.flagged),
+        row.model_version,
+        json.loads(row.payload),
+    )
 
 
 def make_engine(url: str) -> Engine:
@@ -315,8 +330,13 @@ def verify_chain(engine: Engine) -> ChainReport:
             values = dict(row._mapping)
             count += 1
             if values["seq"] != expected_seq:
-                return ChainReport(False, count, f"record {expected_seq} is missing (removed): "
-                                   f"the chain jumps to {values['seq']}", expected_seq)  # fmt: skip
+                return ChainReport(
+                    False,
+                    count,
+                    f"record {expected_seq} is missing (removed): "
+                    f"the chain jumps to {values['seq']}",
+                    expected_seq,
+                )
             if values["prev_hash"] != previous_hash:
                 return ChainReport(
                     False,
@@ -326,13 +346,22 @@ def verify_chain(engine: Engine) -> ChainReport:
                     values["seq"],
                 )
             if record_hash(values) != values["hash"]:
-                return ChainReport(False, count, f"record {values['seq']} "
-                                   f"({values['kind']} {values['record_id']}) was changed "
-                                   "after it was written", values["seq"])  # fmt: skip
+                return ChainReport(
+                    False,
+                    count,
+                    f"record {values['seq']} "
+                    f"({values['kind']} {values['record_id']}) was changed "
+                    "after it was written",
+                    values["seq"],
+                )
             previous_hash, expected_seq = values["hash"], expected_seq + 1
         state = connection.execute(select(head.c.seq, head.c.hash)).first()
     if state is not None and (state.seq != expected_seq - 1 or state.hash != previous_hash):
-        return ChainReport(False, count, f"the chain ends at record {expected_seq - 1} but "
-                           f"{state.seq} were written: the newest record(s) were removed",
-                           expected_seq)  # fmt: skip
+        return ChainReport(
+            False,
+            count,
+            f"the chain ends at record {expected_seq - 1} but "
+            f"{state.seq} were written: the newest record(s) were removed",
+            expected_seq,
+        )
     return ChainReport(True, count, f"all {count} records intact")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from aidrec.settings import get_settings
+from aidrec.settings import settings_of
 from features.contract import parse_records
 from features.tables import TableError, table_format, write_table
 from serving.audit import AuditError, AuditStore, make_engine, verify_chain
@@ -25,11 +25,14 @@ def example_curl(host: str, port: int, key: str) -> str:
     import json
 
     body = json.dumps({"record": EXAMPLE_RECORD, "granted_amount_yuan": 30000}, ensure_ascii=False)
-    return (f"curl -s -X POST http://{host}:{port}/v1/score -H 'Content-Type: application/json' "
-            f"-H '{HEADER}: {key}' -d '{body}'")  # fmt: skip
+    return (
+        f"curl -s -X POST http://{host}:{port}/v1/score -H 'Content-Type: application/json' "
+        f"-H '{HEADER}: {key}' -d '{body}'"
+    )
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
@@ -38,7 +41,7 @@ def serve(
 
     from serving.app import create_app
 
-    settings = get_settings()
+    settings = settings_of(ctx)
     created = ensure_keys(settings.api_keys_path)
     if created:
         typer.echo(f"API keys created in {settings.api_keys_path} (shown only this once):")
@@ -53,10 +56,11 @@ def serve(
 
 @audit_app.command("verify")
 def audit_verify(
+    ctx: typer.Context,
     url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
 ) -> None:
     """Walk the hash chain; exit 1 naming the first record changed or removed."""
-    settings = get_settings()
+    settings = settings_of(ctx)
     report = verify_chain(make_engine(url or settings.audit_database_url))
     typer.echo(("ok: " if report.ok else "TAMPERED: ") + report.message)
     if not report.ok:
@@ -64,9 +68,12 @@ def audit_verify(
 
 
 def reviewed_rows(store: AuditStore) -> pd.DataFrame:
-    """The reviewed cases as contract rows with outcomes (latest review of the latest
-    reviewed prediction per case): accepted = granted at the reference amount, adjusted =
-    granted at the reviewer's amount, rejected = not granted; the other outcomes unknown."""
+    """The reviewed cases as contract rows with outcomes, for the next training.
+
+    The latest review of the latest reviewed prediction per case: accepted = granted at the
+    reference amount, adjusted = granted at the reviewer's amount, rejected = not granted;
+    the other outcomes unknown.
+    """
     rows: dict[str, dict[str, Any]] = {}
     for prediction, review in store.reviewed_predictions():
         record = dict(prediction.payload["request"]["record"])
@@ -74,24 +81,31 @@ def reviewed_rows(store: AuditStore) -> pd.DataFrame:
         reference = prediction.payload["response"]["reference_amount"]["yuan"]
         record["aid_granted"] = decision != "rejected"
         record["aid_amount_yuan"] = (
-            None if decision == "rejected"
-            else round(float(review.payload["amount_yuan"] if decision == "adjusted"
-                             else reference), 2)
-        )  # fmt: skip
+            None
+            if decision == "rejected"
+            else round(
+                float(review.payload["amount_yuan"] if decision == "adjusted" else reference), 2
+            )
+        )
         record["referred_social_assistance"] = None
         record["civil_support_prosecution"] = None
         rows[prediction.case_id] = record
-    frame = pd.DataFrame({k: pd.Series([r.get(k) for r in rows.values()], dtype=object)
-                          for k in (next(iter(rows.values())) if rows else {})})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            k: pd.Series([r.get(k) for r in rows.values()], dtype=object)
+            for k in (next(iter(rows.values())) if rows else {})
+        }
+    )
     return frame
 
 
 def export_reviews(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="output file, .csv or .parquet")],
     url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
 ) -> None:
     """Write the reviewed cases as contract rows with outcomes, ready for the next training."""
-    settings = get_settings()
+    settings = settings_of(ctx)
     try:
         table_format(out)
         store = AuditStore.open(url or settings.audit_database_url)

@@ -1,4 +1,7 @@
-"""Request dependencies: the service state, the caller's role, the content type."""
+"""Request dependencies: the state, the model, the caller's role, the body, stored records.
+
+"The stored prediction or 404" is a dependency too, so that routes never look it up.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
-from serving.security import ADMIN, HEADER, ApiKey
-from serving.service import LoadedModel
+from serving.answers import LoadedModel
+from serving.audit import AuditRecord
+from serving.security import ADMIN, CASE_SYSTEM, HEADER, REVIEWER, ApiKey
 from serving.state import ServiceState
 
 api_key_header = APIKeyHeader(name=HEADER, auto_error=False, description="API key (角色密钥)")
@@ -29,31 +33,52 @@ def require(*roles: str) -> object:
     def check(state: State, presented: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
         key = state.keys.identify(presented)
         if key is None:
-            raise HTTPException(401, f"a valid API key is required in the {HEADER} header "
-                                     "(需要有效的API密钥)")  # fmt: skip
+            raise HTTPException(
+                401, f"a valid API key is required in the {HEADER} header (需要有效的API密钥)"
+            )
         if key.role not in roles and key.role != ADMIN:
-            raise HTTPException(403, f"role {key.role!r} may not do this; allowed: "
-                                     f"{', '.join(roles)} (无权限)")  # fmt: skip
+            raise HTTPException(
+                403, f"role {key.role!r} may not do this; allowed: {', '.join(roles)} (无权限)"
+            )
         return key
 
     return Depends(check)
+
+
+CaseSystem = Annotated[ApiKey, require(CASE_SYSTEM)]
+Reviewer = Annotated[ApiKey, require(REVIEWER)]
+Reader = Annotated[ApiKey, require(CASE_SYSTEM, REVIEWER)]
+Admin = Annotated[ApiKey, require(ADMIN)]
 
 
 def json_body(request: Request) -> None:
     """Refuse a request body that is not JSON (415)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
-        raise HTTPException(415, f"the body must be application/json, not {content_type!r} "
-                                 "(请求体须为JSON)")  # fmt: skip
+        raise HTTPException(
+            415, f"the body must be application/json, not {content_type!r} (请求体须为JSON)"
+        )
 
 
 def current_model(state: State) -> LoadedModel:
     """The model serving now (503 while none is loaded)."""
     model = state.model
     if model is None:
-        raise HTTPException(503, f"no model loaded yet: {state.load_error or 'loading'} "
-                                 "(模型尚未加载)")  # fmt: skip
+        raise HTTPException(
+            503, f"no model loaded yet: {state.load_error or 'loading'} (模型尚未加载)"
+        )
     return model
 
 
 Model = Annotated[LoadedModel, Depends(current_model)]
+
+
+def stored_prediction(prediction_id: str, state: State, caller: Reviewer) -> AuditRecord:
+    """The stored prediction the path names, or 404 (the caller is a reviewer first)."""
+    record = state.audit.prediction(prediction_id)
+    if record is None:
+        raise HTTPException(404, f"no prediction {prediction_id!r} (未找到该评分记录)")
+    return record
+
+
+StoredPrediction = Annotated[AuditRecord, Depends(stored_prediction)]

@@ -15,17 +15,24 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.requests = Counter(
-            "aidrec_requests_total", "HTTP requests", ["route", "method", "status"],
+            "aidrec_requests_total",
+            "HTTP requests",
+            ["route", "method", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "aidrec_request_seconds", "HTTP request latency", ["route"], registry=self.registry,
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-        )  # fmt: skip
-        self.errors = Counter(
-            "aidrec_errors_total", "answers with status >= 400", ["route", "status"],
+            "aidrec_request_seconds",
+            "HTTP request latency",
+            ["route"],
             registry=self.registry,
-        )  # fmt: skip
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.errors = Counter(
+            "aidrec_errors_total",
+            "answers with status >= 400",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.flagged = Counter(
             "aidrec_flagged_leads_total", "leads flagged", ["lead"], registry=self.registry
         )
@@ -33,6 +40,7 @@ class Metrics:
             "aidrec_scores_total", "cases scored", ["model_version"], registry=self.registry
         )
         self.audit_failures = Counter(
-            "aidrec_audit_failures_total", "answers refused because the audit write failed",
+            "aidrec_audit_failures_total",
+            "answers refused because the audit write failed",
             registry=self.registry,
-        )  # fmt: skip
+        )

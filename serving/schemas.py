@@ -103,9 +103,11 @@ class ScoreRequest(BaseModel):
     )
     record: CaseRecord
     granted_amount_yuan: float | None = Field(
-        None, ge=0, description="拟救助或已救助金额: the amount granted or proposed, for the "
+        None,
+        ge=0,
+        description="拟救助或已救助金额: the amount granted or proposed, for the "
         "deviation from the reference (同案不同救)",
-    )  # fmt: skip
+    )
 
 
 class BatchRequest(BaseModel):

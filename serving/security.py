@@ -77,8 +77,10 @@ def ensure_keys(path: Path) -> dict[str, str] | None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = {role: f"aidrec_{role}_{secrets.token_urlsafe(24)}" for role in ROLES}
-    entries = [{"name": f"default-{role}", "role": role, "sha256": key_hash(key)}
-               for role, key in plain.items()]  # fmt: skip
+    entries = [
+        {"name": f"default-{role}", "role": role, "sha256": key_hash(key)}
+        for role, key in plain.items()
+    ]
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(entries, handle, indent=2)

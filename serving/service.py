@@ -1,225 +1,281 @@
-"""Answers for case records: the numbers, the reasons, the similar cases, the deviation.
+"""What the service does for each request, one function per use.
 
-Pure functions over a loaded :class:`LoadedModel`; the HTTP layer only validates, audits
-and returns what :func:`answer_batch` builds. One batch is one vectorised model call per
-booster (a single case is a batch of one), with no pandas on the way.
+Score, score a batch, reload, read stored answers, review, replay.
+
+Routes (and the pages) validate the request, call one of these and return what it returns.
+Each function canonicalises records once, audits an answer before it returns it, and counts
+what the metrics show.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from fastapi import HTTPException
+from pydantic import ValidationError
 
-from features.contract import canonical_from_typed, cross_field_problems
-from features.rules import rule_hits
+from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
-from training.bundle import ModelBundle
-from training.explain import explain
+from serving import schemas
+from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
+from serving.audit import PREDICTION, REVIEW, AuditEntry, AuditError, AuditRecord
+from serving.errors import ContractViolation, describe_error, problem
+from serving.security import ApiKey
+from serving.state import ModelRefused, ServiceState
 
-CANARY_RECORD: dict[str, Any] = {
-    "case_id": "CANARY-0001", "province_code": "11", "decision_year": 2025,
-    "crime_type": "intentional_injury", "applicant_role": "victim",
-    "harm_outcome": "severe_injury", "offender_status": "unable_to_pay", "victim_age": 40,
-    "victim_sex": "female", "registry_flags": [],
-}  # fmt: skip
-
-
-@dataclass
-class LoadedModel:
-    """A bundle with the registry coordinates it came from."""
-
-    bundle: ModelBundle
-    name: str
-    version: str
-    run_id: str
-    loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    similar_columns: dict[str, np.ndarray] = field(init=False, repr=False)
-    explainers: ThreadPoolExecutor = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # TreeSHAP runs in C without the GIL: the four explanations of a case use both cores
-        self.explainers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explain")
-        # plain arrays: reading five rows of a DataFrame per answer costs ~1.5 ms
-        cases = self.bundle.index.cases
-        self.similar_columns = {c: cases[c].to_numpy(dtype=object) for c in cases.columns}
-
-    @property
-    def ref(self) -> dict[str, str]:
-        """``{name, version, run_id}`` for answers and the audit trail."""
-        return {"name": self.name, "version": self.version, "run_id": self.run_id}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Problem:
-    """Something wrong with one record beyond its types (a cross-field rule)."""
+class PredictionFilter:
+    """What a reviewer filters stored answers by."""
 
-    field: str
-    rule: str
-    rule_zh: str = "字段之间相互矛盾"
-
-
-def cross_field_errors(records: Sequence[Mapping[str, Any]]) -> list[list[Problem]]:
-    """The contract's cross-field rules for canonical records, per record."""
-    out: list[list[Problem]] = [[] for _ in records]
-    if records:
-        for row, name, rule in cross_field_problems(columns_from_records(records), history=False):
-            out[row].append(Problem(name, rule))
-    return out
+    case_id: str | None = None
+    province_code: str | None = None
+    flagged: bool | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
 
 
-def _finite(value: float) -> float:
-    return float(value) if math.isfinite(value) else 0.0
+def _checked_columns(
+    records: Sequence[schemas.CaseRecord], where: Sequence[list[str | int]]
+) -> tuple[dict[str, np.ndarray], list[list[schemas.ProblemDetail]]]:
+    """Canonical columns of validated records (made once) and each one's cross-field problems.
+
+    The problems of record ``i`` are located at ``where[i]``.
+    """
+    columns = columns_from_records([canonical_from_typed(r.model_dump()) for r in records])
+    problems: list[list[schemas.ProblemDetail]] = [[] for _ in records]
+    for row, name, rule in cross_field_problems(columns, history=False):
+        problems[row].append(problem([*where[row], name], rule, rule_zh("cross")))
+    return columns, problems
 
 
-def _explanation_out(explanation: Any, top_k: int, base_yuan: float | None) -> dict[str, Any]:
-    top = explanation.top(top_k)
-    rest = explanation.rest
-    return {
-        "unit": explanation.unit,
-        "base_value": explanation.base_value,
-        "output": explanation.output,
-        "top": [
-            {
-                "feature": c.feature,
-                "label_zh": c.label_zh,
-                "value": c.value,
-                "contribution": c.contribution,
-                "contribution_yuan": None if base_yuan is None else c.contribution * base_yuan,
-            }
-            for c in top
-        ],
-        "rest": rest,
-    }
+def _audited(
+    state: ServiceState,
+    caller: ApiKey,
+    requests: Sequence[schemas.ScoreRequest],
+    answers: Sequence[schemas.ScoreResponse],
+) -> None:
+    """Store the answers before they are returned, and count them.
 
-
-def answer_batch(
-    model: LoadedModel,
-    typed_records: Sequence[Mapping[str, Any]],
-    granted: Sequence[float | None],
-    similar_k: int,
-    top_k: int,
-) -> list[dict[str, Any]]:
-    """The full answer for each record (already validated by type and cross-field rules)."""
-    bundle = model.bundle
-    canonical = [canonical_from_typed(r) for r in typed_records]
-    columns = columns_from_records(canonical)
-    scores = bundle.score_columns(columns)
-    targets = ["reference_amount", *bundle.leads]
-    futures = [model.explainers.submit(explain, bundle, t, scores.matrix, top_k) for t in targets]
-    explanations = {t: f.result() for t, f in zip(targets, futures, strict=True)}
-    nearest, similarity = bundle.index.query(scores.matrix, similar_k)
-    cases = model.similar_columns
-    now = dt.datetime.now(dt.UTC)
-    answers = []
-    for i, record in enumerate(typed_records):
-        base = float(scores.base_monthly_wage[i])
-        reference = float(scores.reference_amount_yuan[i])
-        low, high = float(scores.interval_low_yuan[i]), float(scores.interval_high_yuan[i])
-        notes = []
-        if scores.wage_estimated[i]:
-            notes.append(bundle.vectorizer.wage_table_.lookup(
-                str(record["province_code"]), int(record["decision_year"])).note)  # fmt: skip
-        unseen = bundle.vectorizer.unseen_levels(canonical[i])
-        for name, value in unseen.items():
-            notes.append(f"{name}={value!r} never occurred in the training history; "
-                         "the models treated it as unknown")  # fmt: skip
-        if scores.ceiling_bound[i]:
-            notes.append("the model's amount was above the statutory ceiling and was cut to it")
-        similar = []
-        for j, s in zip(nearest[i], similarity[i], strict=True):
-            similar.append({
-                "case_id": str(cases["case_id"][j]),
-                "decision_year": int(cases["decision_year"][j]),
-                "province_code": str(cases["province_code"][j]),
-                "crime_type": str(cases["crime_type"][j]),
-                "harm_outcome": str(cases["harm_outcome"][j]),
-                "amount_yuan": float(cases["aid_amount_yuan"][j]),
-                "months_of_wage": float(cases["amount_months"][j]), "similarity": float(s),
-            })  # fmt: skip
-        deviation = None
-        if granted[i] is not None:
-            amount = float(granted[i])  # type: ignore[arg-type]
-            deviation = {
-                "granted_amount_yuan": amount,
-                "ratio_to_reference": _finite(amount / reference) if reference > 0 else 0.0,
-                "outside_interval": bool(amount < low or amount > high),
-            }
-        answers.append(
-            {
-                "prediction_id": str(uuid.uuid4()),
-                "case_id": str(record["case_id"]),
-                "created_at": now.isoformat(),
-                "model": model.ref,
-                "reference_amount": {
-                    "yuan": reference,
-                    "months_of_wage": float(scores.months_of_wage[i]),
-                    "wage_base": {
-                        "base_monthly_wage_yuan": base,
-                        "wage_year": int(scores.wage_year[i]),
-                        "estimated": bool(scores.wage_estimated[i]),
-                    },
-                    "interval_80_yuan": [low, high],
-                    "ceiling_yuan": float(scores.ceiling_yuan[i]),
-                    "ceiling_bound": bool(scores.ceiling_bound[i]),
-                },
-                "eligibility": {
-                    "status": str(scores.rules.status[i]),
-                    "rule_hits": [h.as_dict() for h in rule_hits(columns, scores.rules, i)],
-                },
-                "leads": {
-                    name: {
-                        "probability": float(scores.lead_probability[name][i]),
-                        "flagged": bool(scores.lead_flagged[name][i]),
-                        "threshold": lead.threshold,
-                    }
-                    for name, lead in bundle.leads.items()
-                },
-                "explanations": {
-                    name: _explanation_out(
-                        values[i], top_k, base if name == "reference_amount" else None
-                    )
-                    for name, values in explanations.items()
-                },
-                "similar_cases": similar,
-                "deviation": deviation,
-                "notes": notes,
-            }
+    Without a stored record there is no answer (503).
+    """
+    entries = []
+    for request, answer in zip(requests, answers, strict=True):
+        stored = {
+            "request": request.model_dump(mode="json"),
+            "response": answer.model_dump(mode="json"),
+        }
+        entries.append(
+            AuditEntry(
+                kind=PREDICTION,
+                prediction_id=answer.prediction_id,
+                caller=caller.name,
+                case_id=answer.case_id,
+                province_code=str(getattr(request.record, "province_code")),  # noqa: B009
+                flagged=is_flagged(answer),
+                model_version=answer.model.version,
+                payload=stored,
+                record_id=answer.prediction_id,
+            )
         )
-    return answers
+    try:
+        state.audit.append_many(entries)
+    except AuditError as exc:
+        state.metrics.audit_failures.inc()
+        raise HTTPException(
+            503, f"the answer could not be audited, so it is withheld: {exc} (审计记录写入失败)"
+        ) from exc
+    for answer in answers:
+        state.metrics.scores.labels(answer.model.version).inc()
+        for name, lead in answer.leads.items():
+            if lead.flagged:
+                state.metrics.flagged.labels(name).inc()
 
 
-def is_flagged(answer: Mapping[str, Any]) -> bool:
-    """Whether any lead of an answer is flagged (what reviewers filter on)."""
-    return any(lead["flagged"] for lead in answer["leads"].values())
+def _answers(
+    state: ServiceState,
+    model: LoadedModel,
+    columns: dict[str, np.ndarray],
+    requests: Sequence[schemas.ScoreRequest],
+) -> list[schemas.ScoreResponse]:
+    settings = state.settings
+    granted = [request.granted_amount_yuan for request in requests]
+    return build_answers(model, columns, granted, settings.similar_k, settings.top_contributions)
 
 
-def comparable(answer: Mapping[str, Any]) -> dict[str, Any]:
-    """An answer without what differs between two scorings of the same input."""
-    return {k: v for k, v in answer.items() if k not in ("prediction_id", "created_at")}
+def score(
+    state: ServiceState, model: LoadedModel, request: schemas.ScoreRequest, caller: ApiKey
+) -> schemas.ScoreResponse:
+    """One case: refused (422) if it breaks a cross-field rule, else answered and audited."""
+    columns, problems = _checked_columns([request.record], [["body", "record"]])
+    if problems[0]:
+        raise ContractViolation(problems[0])
+    answer = _answers(state, model, columns, [request])[0]
+    _audited(state, caller, [request], [answer])
+    return answer
 
 
-def differences(stored: Any, fresh: Any, path: str = "") -> list[str]:
-    """Paths where two JSON values differ (floats compared exactly, as stored)."""
-    if isinstance(stored, dict) and isinstance(fresh, dict):
-        out = []
-        for key in sorted(set(stored) | set(fresh)):
-            out += differences(stored.get(key), fresh.get(key), f"{path}.{key}" if path else key)
-        return out
-    if isinstance(stored, list) and isinstance(fresh, list):
-        if len(stored) != len(fresh):
-            return [f"{path}: {len(stored)} items stored, {len(fresh)} now"]
-        out = []
-        for i, (a, b) in enumerate(zip(stored, fresh, strict=True)):
-            out += differences(a, b, f"{path}[{i}]")
-        return out
-    if isinstance(stored, float | int) and isinstance(fresh, float | int):
-        same = stored == fresh or (np.isnan(stored) and np.isnan(fresh))
-        return [] if same else [f"{path}: {stored!r} stored, {fresh!r} now"]
-    return [] if stored == fresh else [f"{path}: {stored!r} stored, {fresh!r} now"]
+def score_batch(
+    state: ServiceState, model: LoadedModel, body: schemas.BatchRequest, caller: ApiKey
+) -> schemas.BatchResponse:
+    """Each item is answered or given its own errors; one bad item fails no other."""
+    limit = state.settings.max_batch
+    if len(body.items) > limit:
+        raise ContractViolation(
+            [
+                problem(
+                    ["body", "items"],
+                    f"at most {limit} items per batch, got {len(body.items)}",
+                    "批量条数超过上限",
+                )
+            ]
+        )
+    results = [schemas.BatchItemResult(index=i) for i in range(len(body.items))]
+    valid: list[tuple[int, schemas.ScoreRequest]] = []
+    for i, item in enumerate(body.items):
+        try:
+            valid.append((i, schemas.ScoreRequest.model_validate(item)))
+        except ValidationError as exc:
+            results[i].errors = [
+                describe_error(dict(e), ["body", "items", i]) for e in exc.errors()
+            ]
+    columns, problems = _checked_columns(
+        [request.record for _, request in valid], [["body", "items", i, "record"] for i, _ in valid]
+    )
+    for (i, _), found in zip(valid, problems, strict=True):
+        if found:
+            results[i].errors = found
+    keep = np.array([not found for found in problems], dtype=bool)
+    scorable = [pair for pair, ok in zip(valid, keep, strict=True) if ok]
+    if scorable:
+        requests = [request for _, request in scorable]
+        subset = {name: values[keep] for name, values in columns.items()}
+        answers = _answers(state, model, subset, requests)
+        _audited(state, caller, requests, answers)
+        for (i, _), answer in zip(scorable, answers, strict=True):
+            results[i].result = answer
+    return schemas.BatchResponse(
+        results=results, scored=len(scorable), refused=len(body.items) - len(scorable)
+    )
+
+
+def reload(state: ServiceState) -> schemas.ReloadResponse:
+    """Swap to the alias's current version; a refused version leaves the old one serving."""
+    try:
+        previous, current = state.reload()
+    except ModelRefused as exc:
+        raise HTTPException(
+            409, f"reload refused, the previous version keeps serving: {exc}"
+        ) from exc
+    changed = previous is None or previous.version != current.version
+    return schemas.ReloadResponse(
+        reloaded=changed,
+        previous=(previous or current).ref,
+        current=current.ref,
+        message=f"serving version {current.version}",
+    )
+
+
+def _review_out(record: AuditRecord) -> schemas.ReviewOut:
+    payload = record.payload
+    return schemas.ReviewOut(
+        review_id=record.record_id,
+        prediction_id=record.prediction_id,
+        created_at=record.created_at,
+        reviewer=record.caller,
+        decision=payload["decision"],
+        amount_yuan=payload.get("amount_yuan"),
+        reason=payload["reason"],
+    )
+
+
+def _prediction_out(
+    record: AuditRecord, reviews: Sequence[AuditRecord] = ()
+) -> schemas.PredictionRecord:
+    return schemas.PredictionRecord(
+        prediction_id=record.record_id,
+        created_at=record.created_at,
+        caller=record.caller,
+        case_id=record.case_id,
+        province_code=record.province_code,
+        flagged=record.flagged,
+        model_version=record.model_version,
+        request=record.payload["request"],
+        response=record.payload["response"],
+        reviews=[_review_out(review) for review in reviews],
+    )
+
+
+def prediction(state: ServiceState, stored: AuditRecord) -> schemas.PredictionRecord:
+    """A stored answer with its reviews."""
+    return _prediction_out(stored, state.audit.reviews(stored.record_id))
+
+
+def predictions(
+    state: ServiceState, where: PredictionFilter, limit: int, offset: int
+) -> schemas.PredictionPage:
+    """A page of stored answers, newest first."""
+    records, total = state.audit.predictions(
+        where.case_id, where.province_code, where.flagged, where.since, where.until, limit, offset
+    )
+    return schemas.PredictionPage(
+        total=total, limit=limit, offset=offset, items=[_prediction_out(r) for r in records]
+    )
+
+
+def review(
+    state: ServiceState, stored: AuditRecord, body: schemas.ReviewRequest, reviewer: ApiKey
+) -> schemas.ReviewOut:
+    """Append a reviewer's decision to the audit trail (never overwriting an earlier one)."""
+    if (body.decision == "adjusted") != (body.amount_yuan is not None):
+        raise ContractViolation(
+            [
+                problem(
+                    ["body", "amount_yuan"],
+                    "is required with decision 'adjusted' and only then",
+                    "调整决定须填写金额，其他决定不得填写",
+                )
+            ]
+        )
+    entry = AuditEntry(
+        kind=REVIEW,
+        prediction_id=stored.record_id,
+        caller=reviewer.name,
+        case_id=stored.case_id,
+        province_code=stored.province_code,
+        flagged=stored.flagged,
+        model_version=stored.model_version,
+        payload=body.model_dump(mode="json"),
+    )
+    try:
+        return _review_out(state.audit.append(entry))
+    except AuditError as exc:
+        raise HTTPException(503, f"the review could not be stored: {exc}") from exc
+
+
+def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
+    """Re-score a stored input with its stored version; say whether the answer is identical."""
+    answer = stored.payload["response"]
+    request = schemas.ScoreRequest.model_validate(stored.payload["request"])
+    try:
+        model = state.version(answer["model"]["name"], stored.model_version)
+    except Exception as exc:  # the version may have been deleted from the registry
+        raise HTTPException(503, f"version {stored.model_version} cannot be loaded: {exc}") from exc
+    columns, _ = _checked_columns([request.record], [["body", "record"]])
+    shown = len(answer["explanations"]["reference_amount"]["top"])
+    fresh = build_answers(
+        model, columns, [request.granted_amount_yuan], len(answer["similar_cases"]), shown
+    )[0]
+    found = differences(comparable(answer), comparable(fresh.model_dump(mode="json")))
+    return schemas.ReplayResponse(
+        prediction_id=stored.record_id,
+        model_version=stored.model_version,
+        identical=not found,
+        differences=found[:50],
+    )

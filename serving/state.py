@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aidrec.settings import Settings
+from features.contract import canonical_from_typed
+from features.vectors import columns_from_records
+from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
 from serving.metrics import Metrics
 from serving.security import KeyRing
-from serving.service import CANARY_RECORD, LoadedModel, answer_batch
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +40,11 @@ def checked(loader: ModelLoader, model_uri: str) -> LoadedModel:
     """Load a version and make it score the canary record before it may serve."""
     try:
         model = loader(model_uri)
-        answer = answer_batch(model, [CANARY_RECORD], [None], similar_k=1, top_k=1)[0]
+        columns = columns_from_records([canonical_from_typed(CANARY_RECORD)])
+        answer = build_answers(model, columns, [None], similar_k=1, top_k=1)[0]
     except Exception as exc:  # any failure means: do not serve this version
         raise ModelRefused(f"{model_uri}: {type(exc).__name__}: {exc}") from exc
-    if not answer["reference_amount"]["yuan"] >= 0:
+    if not answer.reference_amount.yuan >= 0:
         raise ModelRefused(f"{model_uri}: the canary record got no reference amount")
     return model
 

@@ -1,5 +1,8 @@
-"""PostgreSQL for tests: a fresh database per use; skipped where none is reachable, unless
-AIDREC_REQUIRE_POSTGRES=1 (CI), where its absence fails the run."""
+"""PostgreSQL for tests: a fresh database per use.
+
+Skipped where none is reachable, unless AIDREC_REQUIRE_POSTGRES=1 (CI), where its absence
+fails the run.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ def fresh_database() -> Iterator[str]:
         yield f"{SERVER}/{name}"
     finally:
         with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ), {"n": name})  # fmt: skip
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()

@@ -1,0 +1,1 @@
+"""The models and the registry: targets, training, evaluation, the bundle and MLflow."""

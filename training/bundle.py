@@ -11,6 +11,8 @@ and returns every number of the answer as arrays, with one model call per booste
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +26,13 @@ from features.vectors import (
     CATEGORICAL_FIELDS,
     FEATURE_LABELS_ZH,
     CaseVectorizer,
+    WageLookup,
     columns_from_frame,
 )
 from training.config import TrainingConfig
+
+REFERENCE_AMOUNT = "reference_amount"
+"""The name of the amount target, beside the lead names."""
 
 SMALL_INPUT_ROWS = 256
 """Below this many rows LightGBM predicts on one thread: waking an OpenMP team costs more
@@ -40,13 +46,24 @@ def predict(booster: lgb.Booster, x: np.ndarray, **kwargs: Any) -> np.ndarray:
     return np.asarray(booster.predict(x, **kwargs))
 
 
+def logit(probability: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1 so that they stay finite."""
+    p = np.clip(np.asarray(probability, dtype=float), 1e-12, 1 - 1e-12)
+    return np.asarray(np.log(p / (1 - p)))
+
+
 EMBED_LIMIT = 1e4
 """Standardised values beyond ± this many standard deviations are clipped in the index."""
 
 SIMILAR_CASE_COLUMNS = (
-    "case_id", "decision_year", "province_code", "crime_type", "harm_outcome",
-    "aid_amount_yuan", "amount_months",
-)  # fmt: skip
+    "case_id",
+    "decision_year",
+    "province_code",
+    "crime_type",
+    "harm_outcome",
+    "aid_amount_yuan",
+    "amount_months",
+)
 
 
 @dataclass
@@ -112,8 +129,7 @@ class Calibrator:
         p = np.asarray(probability, dtype=float)
         if self.kind == "platt":
             a, b = self.platt
-            logit = np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))
-            return np.asarray(1.0 / (1.0 + np.exp(-(a * logit + b))))
+            return np.asarray(1.0 / (1.0 + np.exp(-(a * logit(p) + b))))
         if self.kind == "isotonic" and self.isotonic is not None:
             return np.asarray(self.isotonic.predict(p))
         return p
@@ -164,6 +180,7 @@ class SimilarCaseIndex:
     cases: pd.DataFrame  # same order as embedded
     block_columns: np.ndarray  # positions of the blocking features in ``features``
     blocks: dict[tuple[float, ...], tuple[int, int]]  # block key → (start, end) rows
+    _columns: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def embed(self, matrix: np.ndarray) -> np.ndarray:
         """Case vectors → the index's weighted space."""
@@ -209,6 +226,47 @@ class SimilarCaseIndex:
             similarity_rows.append(1.0 / (1.0 + exact[order]))
         return np.vstack(nearest_rows), np.vstack(similarity_rows)
 
+    def similar(self, matrix: np.ndarray, k: int) -> list[list[SimilarCase]]:
+        """The k most similar historical aided cases of each row, most similar first."""
+        nearest, similarity = self.query(matrix, k)
+        cases = self._case_columns()
+        return [
+            [
+                SimilarCase(
+                    case_id=str(cases["case_id"][j]),
+                    decision_year=int(cases["decision_year"][j]),
+                    province_code=str(cases["province_code"][j]),
+                    crime_type=str(cases["crime_type"][j]),
+                    harm_outcome=str(cases["harm_outcome"][j]),
+                    amount_yuan=float(cases["aid_amount_yuan"][j]),
+                    months_of_wage=float(cases["amount_months"][j]),
+                    similarity=float(s),
+                )
+                for j, s in zip(row, row_similarity, strict=True)
+            ]
+            for row, row_similarity in zip(nearest, similarity, strict=True)
+        ]
+
+    def _case_columns(self) -> dict[str, np.ndarray]:
+        # plain arrays, made once: reading five rows of a DataFrame per answer costs ~1.5 ms
+        if self._columns is None:
+            self._columns = {c: self.cases[c].to_numpy(dtype=object) for c in self.cases.columns}
+        return self._columns
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    """A historical aided case near the one scored, with what it received."""
+
+    case_id: str
+    decision_year: int
+    province_code: str
+    crime_type: str
+    harm_outcome: str
+    amount_yuan: float
+    months_of_wage: float
+    similarity: float
+
 
 @dataclass
 class Scores:
@@ -218,9 +276,7 @@ class Scores:
     matrix: np.ndarray
     columns: dict[str, np.ndarray]
     rules: RuleResults
-    base_monthly_wage: np.ndarray
-    wage_year: np.ndarray
-    wage_estimated: np.ndarray
+    wage: WageLookup
     ceiling_yuan: np.ndarray
     model_months: np.ndarray  # the model's median before the ceiling
     months_of_wage: np.ndarray  # after the ceiling
@@ -230,6 +286,18 @@ class Scores:
     ceiling_bound: np.ndarray
     lead_probability: dict[str, np.ndarray]
     lead_flagged: dict[str, np.ndarray]
+
+    @property
+    def base_monthly_wage(self) -> np.ndarray:
+        """The monthly wage base of each row."""
+        return self.wage.monthly
+
+    def wage_note(self, row: int) -> str | None:
+        """What a reviewer should know about the base of ``row``.
+
+        None when it is the previous year's figure, as the rules want.
+        """
+        return self.wage.note(row)
 
     def table(self) -> pd.DataFrame:
         """One row per case in the columns ``score-file`` writes."""
@@ -251,9 +319,30 @@ class Scores:
         )
 
 
+@dataclass(frozen=True)
+class Contributions:
+    """Exact TreeSHAP contributions of one model output for a matrix of cases.
+
+    ``values[i] @ 1 + base[i]`` is the output for row ``i``: months of the base for the
+    reference amount (see :meth:`AmountModel.contributions_in_months`), log-odds for a lead.
+    """
+
+    target: str
+    unit: str
+    features: tuple[str, ...]
+    columns: np.ndarray  # positions of ``features`` in the full case vector
+    values: np.ndarray  # n × len(features)
+    base: np.ndarray  # n
+
+
 @dataclass
 class ModelBundle:
-    """One consistent set of pipeline, models, index and metadata (one registered version)."""
+    """One consistent set of pipeline, models, index and metadata (one registered version).
+
+    Serving uses only the public methods: :meth:`score_columns`, :meth:`contributions`,
+    :meth:`decode`, :meth:`label_zh`, :meth:`similar_cases`, :meth:`unseen_levels` and
+    :meth:`card`.
+    """
 
     vectorizer: CaseVectorizer
     config: TrainingConfig
@@ -267,6 +356,11 @@ class ModelBundle:
         """Names of the full case vector."""
         return [str(n) for n in self.vectorizer.get_feature_names_out()]
 
+    @property
+    def targets(self) -> list[str]:
+        """Every explained output: the reference amount, then the leads."""
+        return [REFERENCE_AMOUNT, *self.leads]
+
     def score(self, frame: pd.DataFrame) -> Scores:
         """Score a canonical frame (outcome and unknown columns are ignored)."""
         return self.score_columns(columns_from_frame(frame))
@@ -274,10 +368,7 @@ class ModelBundle:
     def score_columns(self, columns: dict[str, np.ndarray]) -> Scores:
         """Score canonical columns (one array per contract input field)."""
         vectors = self.vectorizer.vectors(columns)
-        matrix, rules = vectors.matrix, vectors.rules
-        base, wage_year, estimated = (
-            vectors.wage.monthly, vectors.wage.wage_year, vectors.wage.estimated,
-        )  # fmt: skip
+        matrix, rules, base = vectors.matrix, vectors.rules, vectors.wage.monthly
         median, low, high = self.amount.predict(matrix)
         ceiling_months = rules.ceiling_yuan / base
         months = np.minimum(median, ceiling_months)
@@ -288,9 +379,7 @@ class ModelBundle:
             matrix=matrix,
             columns=columns,
             rules=rules,
-            base_monthly_wage=base,
-            wage_year=wage_year,
-            wage_estimated=estimated,
+            wage=vectors.wage,
             ceiling_yuan=rules.ceiling_yuan,
             model_months=median,
             months_of_wage=months,
@@ -302,27 +391,62 @@ class ModelBundle:
             lead_flagged=flagged,
         )
 
-    def contributions(self, target: str, matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """Exact TreeSHAP contributions (LightGBM ``pred_contrib``): (features, n × (m+1)).
+    def contributions(self, target: str, matrix: np.ndarray) -> Contributions:
+        """Exact TreeSHAP contributions (LightGBM ``pred_contrib``) of ``target``.
 
-        The last column is the base value; each row adds up to the model's raw output
-        (months for the amount, log-odds for a lead).
+        The reference amount's are in months of the base, a lead's in log-odds.
         """
-        if target == "reference_amount":
-            model_features, columns, booster = (
-                self.amount.features, self.amount.columns, self.amount.median,
-            )  # fmt: skip
-        else:
-            lead = self.leads[target]
-            model_features, columns, booster = lead.features, lead.columns, lead.booster
-        values = predict(booster, matrix[:, columns], pred_contrib=True)
-        return list(model_features), values
+        if target == REFERENCE_AMOUNT:
+            values, base = self.amount.contributions_in_months(matrix)
+            return Contributions(
+                target, "months", self.amount.features, self.amount.columns, values, base
+            )
+        lead = self.leads[target]
+        raw = predict(lead.booster, matrix[:, lead.columns], pred_contrib=True)
+        return Contributions(
+            target, "log-odds", lead.features, lead.columns, raw[:, :-1], raw[:, -1]
+        )
+
+    def decode(self, feature: str, value: float) -> Any:
+        """A vector value as a reviewer reads it: the category's token, None for unknown."""
+        if math.isnan(value):
+            return None
+        if feature in CATEGORICAL_FIELDS:
+            levels = self.vectorizer.categories_[feature]
+            code = int(value)
+            return levels[code] if 0 <= code < len(levels) else None
+        return round(float(value), 6)
 
     def label_zh(self, feature: str) -> str:
         """The Chinese label a reviewer reads for a feature."""
         return FEATURE_LABELS_ZH.get(feature, feature)
 
-    @staticmethod
-    def is_categorical(feature: str) -> bool:
-        """Whether a feature is a categorical code."""
-        return feature in CATEGORICAL_FIELDS
+    def similar_cases(self, matrix: np.ndarray, k: int) -> list[list[SimilarCase]]:
+        """The k most similar historical aided cases of each row."""
+        return self.index.similar(matrix, k)
+
+    def unseen_levels(self, columns: Mapping[str, np.ndarray], row: int) -> dict[str, str]:
+        """Categorical values of a row the training history never showed (treated as unknown)."""
+        return self.vectorizer.unseen_levels({name: columns[name][row] for name in columns})
+
+    def card(self) -> dict[str, Any]:
+        """What a reviewer needs to know of this version.
+
+        Its training data, the evaluation it was promoted on, the features of each model,
+        the monotone constraints and the thresholds.
+        """
+        meta = self.metadata
+        return {
+            "trained_at": meta.get("trained_at"),
+            "training_data": {
+                key: meta.get(key)
+                for key in ("rows", "rows_by_part", "years", "wage_table_version", "config_version")
+            },
+            "evaluation": meta.get("evaluation", {}),
+            "features": {
+                REFERENCE_AMOUNT: list(self.amount.features),
+                **{name: list(lead.features) for name, lead in self.leads.items()},
+            },
+            "monotone_constraints": dict(self.config.amount.monotone),
+            "flag_thresholds": {name: lead.threshold for name, lead in self.leads.items()},
+        }

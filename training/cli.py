@@ -11,16 +11,18 @@ import pandas as pd
 import typer
 from tqdm import tqdm
 
-from aidrec.settings import get_settings
+from aidrec.settings import Settings, settings_of
 from features.contract import ORACLE_PREFIX, ContractError, parse_records
 from features.synthetic import generate_history
 from features.tables import TableError, iter_table_chunks, read_table, table_format, write_table
+from features.wages import WageTable, WageTableError
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_bundle
 from training.pyfunc import score_table
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    Destination,
     RegistryError,
     configure_tracking,
     load_bundle,
@@ -63,7 +65,18 @@ def load_history(path: Path, drop_invalid: bool) -> pd.DataFrame:
     return frame.loc[~parsed.invalid_rows].reset_index(drop=True)
 
 
+def destination(settings: Settings) -> Destination:
+    """Where a training under these settings is logged and registered."""
+    return Destination(
+        settings.experiment_name,
+        settings.artifact_root,
+        settings.registered_model,
+        settings.project_run_id,
+    )
+
+
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="history file (CSV or Parquet) with outcomes")],
     config: Annotated[Path | None, typer.Option(help="training config YAML")] = None,
     drop_invalid: Annotated[
@@ -75,14 +88,18 @@ def train(
     seed_if_missing: Annotated[int, typer.Option(help="seed of that history")] = 0,
 ) -> None:
     """Train every target, evaluate on the newest years, log one MLflow run, alias challenger."""
-    settings = get_settings()
+    settings = settings_of(ctx)
+    wage_table = str(settings.wage_table) if settings.wage_table else None
     try:
         training_config = load_config(config)
         if rows_if_missing and not data.exists():
             log.info("%s is absent: generating %d synthetic cases", data, rows_if_missing)
-            write_table(generate_history(rows_if_missing, seed_if_missing), data)
+            history = generate_history(
+                rows_if_missing, seed_if_missing, wage_table=WageTable.from_csv(wage_table)
+            )
+            write_table(history, data)
         history = load_history(data, drop_invalid)
-        uri = configure_tracking(settings.data_dir, settings.tracking_uri)
+        uri = configure_tracking(settings.tracking_store_uri)
         steps = 4 + len(training_config.leads)  # split, amount, leads, index, evaluation
         with tqdm(total=steps, desc="training", unit="step") as bar:
 
@@ -91,37 +108,42 @@ def train(
                 log.info(message)
                 bar.update(1)
 
-            bundle, split = train_bundle(
-                history, training_config, str(settings.wage_table) if settings.wage_table else None,
-                progress,
-            )  # fmt: skip
+            bundle, split = train_bundle(history, training_config, wage_table, progress)
             bar.set_postfix_str("evaluating on the holdout years")
             evaluation = evaluate_bundle(
                 bundle, history.loc[split.holdout], history.loc[split.train]
             )
             bar.update(1)
-        logged = log_training_run(
-            bundle, evaluation, history, settings.data_dir, settings.registered_model, str(data)
-        )
-    except (TableError, ContractError, ConfigError, TrainingError, RegistryError) as exc:
+        logged = log_training_run(bundle, evaluation, history, destination(settings), str(data))
+    except (
+        TableError,
+        ContractError,
+        ConfigError,
+        TrainingError,
+        RegistryError,
+        WageTableError,
+    ) as exc:
         raise _fail(str(exc)) from None
     m = evaluation.metrics
     log.info(
         "amount MAE %.0f yuan (oracle %.0f, ratio %.3f); judicial-aid AUC %.4f (oracle %.4f)",
-        m["amount_mae_yuan"], m.get("amount_oracle_mae_yuan", float("nan")),
-        m.get("amount_mae_ratio_to_oracle", float("nan")), m["judicial_aid_auc"],
+        m["amount_mae_yuan"],
+        m.get("amount_oracle_mae_yuan", float("nan")),
+        m.get("amount_mae_ratio_to_oracle", float("nan")),
+        m["judicial_aid_auc"],
         m.get("judicial_aid_oracle_auc", float("nan")),
-    )  # fmt: skip
+    )
     typer.echo(f"run {logged.run_id} in {uri}\nmodel {logged.model_uri} (alias {CHALLENGER})")
 
 
 def evaluate(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="history file with outcomes")],
     model_uri: Annotated[str, typer.Option(help="registered model")] = "",
 ) -> None:
     """Evaluate a registered version on the newest years of a history (JSON on stdout)."""
-    settings = get_settings()
-    configure_tracking(settings.data_dir, settings.tracking_uri)
+    settings = settings_of(ctx)
+    configure_tracking(settings.tracking_store_uri)
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
     try:
         bundle, info = load_bundle(uri)
@@ -136,13 +158,14 @@ def evaluate(
 
 
 def promote(
+    ctx: typer.Context,
     data: Annotated[
         Path | None, typer.Option(help="history whose newest years are the common holdout")
     ] = None,
 ) -> None:
     """Move champion to the challenger unless it is worse on the same holdout."""
-    settings = get_settings()
-    configure_tracking(settings.data_dir, settings.tracking_uri)
+    settings = settings_of(ctx)
+    configure_tracking(settings.tracking_store_uri)
     name = settings.registered_model
     path = data or settings.history_path
     try:
@@ -174,11 +197,12 @@ def promote(
 
 
 def rollback(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="the version to serve again")],
 ) -> None:
     """Point champion back at an earlier version."""
-    settings = get_settings()
-    configure_tracking(settings.data_dir, settings.tracking_uri)
+    settings = settings_of(ctx)
+    configure_tracking(settings.tracking_store_uri)
     try:
         previous = rollback_alias(settings.registered_model, to)
     except RegistryError as exc:
@@ -187,14 +211,15 @@ def rollback(
 
 
 def score_file(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Option("--input", help="case records, CSV or Parquet")],
     output: Annotated[Path, typer.Option("--output", help="scores, CSV or Parquet")],
     model_uri: Annotated[str, typer.Option(help="registered model")] = "",
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk")] = 100_000,
 ) -> None:
     """Score a file of case records in chunks: one output row per case."""
-    settings = get_settings()
-    configure_tracking(settings.data_dir, settings.tracking_uri)
+    settings = settings_of(ctx)
+    configure_tracking(settings.tracking_store_uri)
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
     try:
         out_format = table_format(output)
@@ -229,5 +254,7 @@ def score_file(
             writer.close()
     except (TableError, ContractError, RegistryError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"{rows} cases scored by {info['name']} version {info['version']} → {output}"
-               + (f" ({errors} rows refused, see the error column)" if errors else ""))  # fmt: skip
+    typer.echo(
+        f"{rows} cases scored by {info['name']} version {info['version']} → {output}"
+        + (f" ({errors} rows refused, see the error column)" if errors else "")
+    )

@@ -32,6 +32,7 @@ class TargetConfig:
     params: dict[str, Any]
     monotone: dict[str, int] = field(default_factory=dict)
     interval: float | None = None
+    oracle: str | None = None  # a synthetic history's column holding the true value
 
     def monotone_constraints(self) -> list[int]:
         """LightGBM's per-feature constraint list, in feature order."""
@@ -49,7 +50,6 @@ class TrainingConfig:
     early_stopping_rounds: int
     targets: dict[str, TargetConfig]
     flag_threshold: dict[str, float]
-    similar_k: int
     promotion: dict[str, float]
     raw: dict[str, Any]
     digest: str
@@ -108,6 +108,7 @@ def load_config(path: Path | str | None = None) -> TrainingConfig:
             params=dict(spec.get("params") or {}),
             monotone=monotone,
             interval=spec.get("interval"),
+            oracle=spec.get("oracle"),
         )
     if sum(t.kind == AMOUNT for t in targets.values()) != 1:
         raise ConfigError(f"{path}: exactly one target of kind '{AMOUNT}' is required")
@@ -120,7 +121,6 @@ def load_config(path: Path | str | None = None) -> TrainingConfig:
         early_stopping_rounds=int(raw.get("early_stopping_rounds", 50)),
         targets=targets,
         flag_threshold={str(k): float(v) for k, v in raw.get("flag_threshold", {}).items()},
-        similar_k=int(raw.get("similar_cases", {}).get("k", 5)),
         promotion={str(k): float(v) for k, v in raw.get("promotion", {}).items()},
         raw=raw,
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],

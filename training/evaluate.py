@@ -24,17 +24,17 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.rules import compensation_in_hand
+from features.rules import (
+    HARDSHIP_INCOME_SHARE,
+    LOW_INCOME_RECOGNISED,
+    NO_COMPENSATION_OBTAINABLE,
+    compensation_in_hand,
+)
 from features.vectors import CATEGORICAL_FIELDS, columns_from_frame
-from training.bundle import ModelBundle, Scores
+from training.bundle import REFERENCE_AMOUNT, ModelBundle, Scores
 
 log = logging.getLogger(__name__)
 
-LEAD_LABELS = {
-    "judicial_aid": ("aid_granted", "oracle_p_judicial_aid"),
-    "social_assistance": ("referred_social_assistance", "oracle_p_social_assistance"),
-    "civil_support": ("civil_support_prosecution", "oracle_p_civil_support"),
-}
 REVIEW_BUDGETS = (0.05, 0.10)
 
 
@@ -47,13 +47,17 @@ class Evaluation:
     curves: dict[str, Any] = field(default_factory=dict)
 
 
-def expected_calibration_error(label: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
-    """Weighted mean |observed rate − mean probability| over equal-width probability bins."""
+def probability_bins(probability: np.ndarray, bins: int = 10) -> list[np.ndarray]:
+    """Row masks of equal-width probability bins, lowest first."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+    return [which == b for b in range(bins)]
+
+
+def expected_calibration_error(label: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
+    """Weighted mean |observed rate − mean probability| over equal-width probability bins."""
     error = 0.0
-    for b in range(bins):
-        mask = which == b
+    for mask in probability_bins(probability, bins):
         if mask.any():
             error += mask.mean() * abs(label[mask].mean() - probability[mask].mean())
     return float(error)
@@ -73,14 +77,11 @@ def rule_screen(history: pd.DataFrame, base: np.ndarray) -> dict[str, np.ndarray
     offender = history["offender_status"].to_numpy(dtype=object)
     income = history["monthly_household_income_yuan"].to_numpy(dtype=float)
     size = np.nan_to_num(history["household_size"].to_numpy(dtype=float), nan=1.0)
-    low_status = np.isin(
-        history["low_income_status"].to_numpy(dtype=object),
-        ("dibao", "tekun", "marginal", "poverty_monitoring"),
-    )
+    low_status = np.isin(history["low_income_status"].to_numpy(dtype=object), LOW_INCOME_RECOGNISED)
     with np.errstate(invalid="ignore"):
-        low_income = low_status | (income / size < 0.3 * base)
+        low_income = low_status | (income / size < HARDSHIP_INCOME_SHARE * base)
     severe = np.isin(harm, ("death", "severe_injury"))
-    uncompensated = np.isin(offender, ("unable_to_pay", "deceased", "unidentified")) | (
+    uncompensated = np.isin(offender, NO_COMPENSATION_OBTAINABLE) | (
         compensation_in_hand(columns) == 0
     )
     age = history["victim_age"].to_numpy(dtype=float)
@@ -124,14 +125,25 @@ def amount_baselines(
     linear = make_pipeline(
         ColumnTransformer(
             [
-                ("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                          StandardScaler()), numeric),
-                ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1),
-                                              OneHotEncoder(handle_unknown="ignore")), categorical),
+                (
+                    "numeric",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    ),
+                    numeric,
+                ),
+                (
+                    "categorical",
+                    make_pipeline(
+                        SimpleImputer(strategy="constant", fill_value=-1),
+                        OneHotEncoder(handle_unknown="ignore"),
+                    ),
+                    categorical,
+                ),
             ]
         ),
         Ridge(alpha=1.0),
-    )  # fmt: skip
+    )
     x_train = train_matrix[:, bundle.amount.columns]
     linear.fit(x_train, np.log(months))
     linear_months = np.exp(linear.predict(hold_matrix[:, bundle.amount.columns]))
@@ -139,7 +151,10 @@ def amount_baselines(
 
 
 def evaluate_amount(
-    scores: Scores, holdout: pd.DataFrame, baselines: dict[str, np.ndarray] | None
+    bundle: ModelBundle,
+    scores: Scores,
+    holdout: pd.DataFrame,
+    baselines: dict[str, np.ndarray] | None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Amount metrics on the holdout's granted cases (yuan and months)."""
     granted = holdout["aid_granted"].to_numpy(dtype=float) == 1.0
@@ -158,8 +173,11 @@ def evaluate_amount(
         "amount_holdout_cases": float(granted.sum()),
     }
     detail: dict[str, Any] = {}
-    for column, key in (("oracle_amount_months_national", "oracle"),
-                        ("oracle_amount_months_province", "oracle_with_province")):  # fmt: skip
+    # the oracle that knows each province's own practice shows what one national standard costs
+    for column, key in (
+        (bundle.config.amount.oracle, "oracle"),
+        ("oracle_amount_months_province", "oracle_with_province"),
+    ):
         if column in holdout.columns:
             oracle = holdout[column].to_numpy(dtype=float)[granted] * base
             metrics[f"amount_{key}_mae_yuan"] = float(np.mean(np.abs(oracle - actual)))
@@ -186,8 +204,8 @@ def evaluate_leads(
     curves: dict[str, Any] = {}
     screens = rule_screen(holdout, scores.base_monthly_wage)
     for name, lead in bundle.leads.items():
-        label_column, oracle_column = LEAD_LABELS[name]
-        label = holdout[label_column].to_numpy(dtype=float)
+        target = bundle.config.targets[name]
+        label = holdout[target.label].to_numpy(dtype=float)
         calibrated = scores.lead_probability[name]
         raw = lead.raw_probability(scores.matrix)
         metrics[f"{name}_auc"] = float(roc_auc_score(label, calibrated))
@@ -198,7 +216,7 @@ def evaluate_leads(
         metrics[f"{name}_ece"] = expected_calibration_error(label, calibrated)
         metrics[f"{name}_ece_raw"] = expected_calibration_error(label, raw)
         metrics[f"{name}_base_rate"] = float(label.mean())
-        oracle = holdout[oracle_column].to_numpy(dtype=float) if oracle_column in holdout else None
+        oracle = holdout[target.oracle].to_numpy(dtype=float) if target.oracle in holdout else None
         if oracle is not None:
             metrics[f"{name}_oracle_auc"] = float(roc_auc_score(label, oracle))
         for budget in REVIEW_BUDGETS:
@@ -220,11 +238,8 @@ def evaluate_leads(
 
 
 def _reliability(label: np.ndarray, probability: np.ndarray, bins: int = 10) -> dict[str, list]:
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
     mean_p, observed, count = [], [], []
-    for b in range(bins):
-        mask = which == b
+    for mask in probability_bins(probability, bins):
         if mask.sum() >= 20:
             mean_p.append(float(probability[mask].mean()))
             observed.append(float(label[mask].mean()))
@@ -266,9 +281,9 @@ def evaluate_fairness(
         }
         for code, row in table.iterrows()
     }
-    metrics["deviation_by_province_spread"] = float(
-        np.exp(table["median"].max()) - np.exp(table["median"].min())
-    ) if len(table) else 0.0  # fmt: skip
+    metrics["deviation_by_province_spread"] = (
+        float(np.exp(table["median"].max()) - np.exp(table["median"].min())) if len(table) else 0.0
+    )
     return metrics, {"deviation_by_province": by_province}
 
 
@@ -276,12 +291,11 @@ def mean_abs_contributions(bundle: ModelBundle, frame: pd.DataFrame, rows: int =
     """The features' mean absolute TreeSHAP contributions (months for the amount, log-odds)."""
     sample = frame.sample(min(rows, len(frame)), random_state=0)
     matrix = bundle.vectorizer.transform(sample)
-    amount, _ = bundle.amount.contributions_in_months(matrix)
-    amount_means = np.abs(amount).mean(axis=0).tolist()
-    out = {"reference_amount": dict(zip(bundle.amount.features, amount_means, strict=True))}
-    for name in bundle.leads:
-        features, values = bundle.contributions(name, matrix)
-        out[name] = dict(zip(features, np.abs(values[:, :-1]).mean(axis=0).tolist(), strict=True))
+    out = {}
+    for target in bundle.targets:
+        found = bundle.contributions(target, matrix)
+        means = np.abs(found.values).mean(axis=0).tolist()
+        out[target] = dict(zip(found.features, means, strict=True))
     return out
 
 
@@ -294,7 +308,7 @@ def evaluate_bundle(
     holdout = holdout.reset_index(drop=True)
     scores = bundle.score(holdout)
     baselines = amount_baselines(bundle, train, holdout) if train is not None else None
-    amount_metrics, amount_detail = evaluate_amount(scores, holdout, baselines)
+    amount_metrics, amount_detail = evaluate_amount(bundle, scores, holdout, baselines)
     lead_metrics, curves = evaluate_leads(bundle, scores, holdout)
     fairness_metrics, fairness_detail = evaluate_fairness(bundle, scores, holdout)
     metrics = {**amount_metrics, **lead_metrics, **fairness_metrics}
@@ -325,10 +339,20 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
         for kind, style in (("raw", "--"), ("calibrated", "-")):
             c = curve[kind]
             ece = evaluation.metrics.get(f"{name}_ece" + ("_raw" if kind == "raw" else ""), 0)
-            ax.plot(c["mean_probability"], c["observed_rate"], style, marker="o",
-                    label=f"{kind} (ECE {ece:.3f})")  # fmt: skip
-        ax.set(title=f"{name}: calibration on holdout", xlabel="predicted probability",
-               ylabel="observed rate", xlim=(0, 1), ylim=(0, 1))  # fmt: skip
+            ax.plot(
+                c["mean_probability"],
+                c["observed_rate"],
+                style,
+                marker="o",
+                label=f"{kind} (ECE {ece:.3f})",
+            )
+        ax.set(
+            title=f"{name}: calibration on holdout",
+            xlabel="predicted probability",
+            ylabel="observed rate",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
         ax.legend()
     fig.tight_layout()
     written.append(folder / "calibration.png")
@@ -342,8 +366,11 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
         lo = max(50.0, min(pairs["actual_yuan"]))
         hi = max(pairs["actual_yuan"])
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=1)
-        ax.set(title="reference amount vs actual (holdout, yuan)", xlabel="actual amount",
-               ylabel="reference amount")  # fmt: skip
+        ax.set(
+            title="reference amount vs actual (holdout, yuan)",
+            xlabel="actual amount",
+            ylabel="reference amount",
+        )
         fig.tight_layout()
         written.append(folder / "amount_predicted_vs_actual.png")
         fig.savefig(written[-1], dpi=90)
@@ -355,7 +382,7 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
         for ax, (name, values) in zip(np.atleast_1d(axes), contributions.items(), strict=False):
             top = sorted(values.items(), key=lambda kv: kv[1])[-12:]
             ax.barh([k for k, _ in top], [v for _, v in top])
-            unit = "months" if name == "reference_amount" else "log-odds"
+            unit = "months" if name == REFERENCE_AMOUNT else "log-odds"
             ax.set(title=f"{name}: mean |contribution| ({unit})")
             ax.tick_params(axis="y", labelsize=7)
         fig.tight_layout()

@@ -21,10 +21,18 @@ from features.contract import INPUT_FIELDS, OUTCOME_NAMES, Kind, parse_records
 from training.bundle import ModelBundle
 
 OUTPUT_COLUMNS = (
-    "case_id", "reference_amount_yuan", "interval_low_yuan", "interval_high_yuan",
-    "months_of_wage", "base_monthly_wage_yuan", "p_judicial_aid", "p_social_assistance",
-    "p_civil_support", "eligibility_status", "rule_hits",
-)  # fmt: skip
+    "case_id",
+    "reference_amount_yuan",
+    "interval_low_yuan",
+    "interval_high_yuan",
+    "months_of_wage",
+    "base_monthly_wage_yuan",
+    "p_judicial_aid",
+    "p_social_assistance",
+    "p_civil_support",
+    "eligibility_status",
+    "rule_hits",
+)
 
 _WIRE_TYPES = {
     Kind.STRING: DataType.string,
@@ -91,9 +99,12 @@ def signature() -> ModelSignature:
 
 
 def as_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
-    """Contract records in the signature's types: numbers, integers and booleans as float
-    (NaN = unknown), text as object. MLflow refuses pandas' nullable ``Int64``/``boolean``
-    for double columns, so convert a Parquet history with this before ``predict``."""
+    """Contract records in the signature's types.
+
+    Numbers, integers and booleans as float (NaN = unknown), text as object. MLflow refuses
+    pandas' nullable ``Int64``/``boolean`` for double columns, so convert a Parquet history
+    with this before ``predict``.
+    """
     out = pd.DataFrame(index=frame.index)
     for spec in INPUT_FIELDS:
         if spec.name not in frame.columns:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ from training.pyfunc import input_example, signature
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT = "judicial-aid"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PRIMARY_LEAD = "judicial_aid"
@@ -40,24 +38,35 @@ class RegistryError(RuntimeError):
     """The registry cannot do what was asked (no such version, no champion...)."""
 
 
-def configure_tracking(data_dir: Path, tracking_uri: str | None = None) -> str:
-    """Point MLflow at the tracking store: explicit, ``MLFLOW_TRACKING_URI``, or SQLite."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
+def configure_tracking(tracking_uri: str) -> str:
+    """Point MLflow's tracking and registry at one store (a SQLite file's folder is made)."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return tracking_uri
 
 
-def _experiment_id(data_dir: Path) -> str:
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+@dataclass(frozen=True)
+class Destination:
+    """Where a training is logged and registered."""
+
+    experiment: str
+    artifact_root: Path  # where a new experiment keeps its artifacts
+    registered_model: str
+    run_id: str | None = None  # a run already opened by `mlflow run`
+
+
+def _experiment_id(destination: Destination) -> str:
+    experiment = mlflow.get_experiment_by_name(destination.experiment)
     if experiment is not None:
         return str(experiment.experiment_id)
-    artifacts = (data_dir / "mlartifacts").resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
-    return str(mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri()))
+    destination.artifact_root.mkdir(parents=True, exist_ok=True)
+    return str(
+        mlflow.create_experiment(
+            destination.experiment, artifact_location=destination.artifact_root.as_uri()
+        )
+    )
 
 
 def _flat_params(config: TrainingConfig) -> dict[str, Any]:
@@ -93,18 +102,16 @@ def log_training_run(
     bundle: ModelBundle,
     evaluation: Evaluation,
     history: pd.DataFrame,
-    data_dir: Path,
-    registered_model: str,
+    destination: Destination,
     data_path: str | None = None,
 ) -> LoggedModel:
     """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger."""
     bundle.metadata["evaluation"] = evaluation.metrics
-    # under `mlflow run`, MLflow has opened the run already and names it in MLFLOW_RUN_ID
-    project_run = os.environ.get("MLFLOW_RUN_ID")
+    registered_model = destination.registered_model
     start = (
-        mlflow.start_run(run_id=project_run)
-        if project_run
-        else mlflow.start_run(experiment_id=_experiment_id(data_dir))
+        mlflow.start_run(run_id=destination.run_id)
+        if destination.run_id
+        else mlflow.start_run(experiment_id=_experiment_id(destination))
     )
     with start as run, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -144,8 +151,13 @@ def log_training_run(
     version = str(info.registered_model_version)
     client.set_registered_model_alias(registered_model, CHALLENGER, version)
     client.set_model_version_tag(registered_model, version, "run_id", run.info.run_id)
-    log.info("run %s registered as %s version %s (alias %s)",
-             run.info.run_id, registered_model, version, CHALLENGER)  # fmt: skip
+    log.info(
+        "run %s registered as %s version %s (alias %s)",
+        run.info.run_id,
+        registered_model,
+        version,
+        CHALLENGER,
+    )
     return LoggedModel(
         run.info.run_id, version, f"models:/{registered_model}/{version}", mlflow.get_tracking_uri()
     )
@@ -210,8 +222,9 @@ def promotion_decision(
     (absolute tolerance), all measured on the same holdout rows.
     """
     if champion is None:
-        return PromotionDecision(True, "no champion yet: the first model is promoted",
-                                 challenger, None)  # fmt: skip
+        return PromotionDecision(
+            True, "no champion yet: the first model is promoted", challenger, None
+        )
     amount_tolerance = config.promotion.get("amount_mae_yuan_relative", 0.02)
     auc_tolerance = config.promotion.get("lead_auc_absolute", 0.005)
     worse = []
@@ -228,8 +241,9 @@ def promotion_decision(
                 f"{name} AUC {challenger[key]:.4f} < champion {champion[key]:.4f} − {auc_tolerance}"
             )
     if worse:
-        return PromotionDecision(False, "challenger is worse: " + "; ".join(worse),
-                                 challenger, champion)  # fmt: skip
+        return PromotionDecision(
+            False, "challenger is worse: " + "; ".join(worse), challenger, champion
+        )
     aucs = [
         f"{n} AUC {challenger[f'{n}_auc']:.4f} vs {champion[f'{n}_auc']:.4f}" for n in lead_names
     ]

@@ -1,11 +1,15 @@
 """Training every target of the config into one :class:`~training.bundle.ModelBundle`.
 
 The split is by time, as a deployment lives: the oldest years train, the next validate
-(early stopping, the leads' isotonic calibration, the interval's conformal margin) and the
-newest are held out for evaluation only. The amount is learned in months of the base on
-granted cases, as the conditional median (L1), with LightGBM's monotone constraints where
-the law is monotone; its 80 % interval comes from the 10 % and 90 % quantile models,
-widened by a split-conformal margin so that the validation years are covered as promised.
+(early stopping, the choice and fit of each lead's calibrator, the interval's conformal
+margin) and the newest are held out for evaluation only. The amount is learned on granted
+cases as log(months of the base) with an L2 objective (LightGBM allows monotone constraints
+with neither L1 nor quantile objectives), so that exp of the prediction is the conditional
+median when the noise is symmetric in log space; the constraints hold where the law is
+monotone. Its 80 % interval comes from the 10 % and 90 % quantile models, widened by a
+split-conformal margin so that the validation years are covered as promised. Each lead's
+calibrator is identity, Platt or isotonic, whichever has the lowest 2-fold Brier score on
+the validation years.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from sklearn.linear_model import LogisticRegression
 
 from features.vectors import CATEGORICAL_FIELDS, CaseVectorizer
 from training.bundle import (
+    REFERENCE_AMOUNT,
     SIMILAR_CASE_COLUMNS,
     AmountModel,
     Calibrator,
     LeadModel,
     ModelBundle,
     SimilarCaseIndex,
+    logit,
 )
 from training.config import TargetConfig, TrainingConfig
 
@@ -86,9 +92,13 @@ def label_of(history: pd.DataFrame, target: TargetConfig, base: np.ndarray) -> n
 def _dataset(x: np.ndarray, y: np.ndarray, target: TargetConfig, **kw: Any) -> lgb.Dataset:
     categorical = [i for i, f in enumerate(target.features) if f in CATEGORICAL_FIELDS]
     return lgb.Dataset(
-        x, label=y, feature_name=list(target.features), categorical_feature=categorical,
-        free_raw_data=False, **kw,
-    )  # fmt: skip
+        x,
+        label=y,
+        feature_name=list(target.features),
+        categorical_feature=categorical,
+        free_raw_data=False,
+        **kw,
+    )
 
 
 def _fit_booster(
@@ -116,8 +126,11 @@ def _fit_booster(
     )
     log.info(
         "%s %s: %d trees (best iteration %d)",
-        target.name, objective.get("objective"), booster.num_trees(), booster.best_iteration,
-    )  # fmt: skip
+        target.name,
+        objective.get("objective"),
+        booster.num_trees(),
+        booster.best_iteration,
+    )
     return booster
 
 
@@ -166,7 +179,7 @@ def train_lead(
     split: TimeSplit,
     columns: np.ndarray,
 ) -> LeadModel:
-    """A lead booster and its isotonic calibration on the validation years."""
+    """A lead booster and its calibrator, chosen and fitted on the validation years."""
     known = ~np.isnan(label)
     tr, va = split.train & known, split.validation & known
     for part, mask in (("training", tr), ("validation", va)):
@@ -177,16 +190,19 @@ def train_lead(
         target, {"objective": target.objective}, config, (x[tr], label[tr]), (x[va], label[va])
     )
     calibrator, briers = choose_calibrator(np.asarray(booster.predict(x[va])), label[va])
-    log.info("%s: calibrator %s (2-fold Brier on validation %s)", target.name, calibrator.kind,
-             {k: round(v, 5) for k, v in briers.items()})  # fmt: skip
+    log.info(
+        "%s: calibrator %s (2-fold Brier on validation %s)",
+        target.name,
+        calibrator.kind,
+        {k: round(v, 5) for k, v in briers.items()},
+    )
     threshold = config.flag_threshold.get(target.name, 0.5)
     return LeadModel(target.name, target.features, columns, booster, calibrator, threshold)
 
 
 def _fit_calibrator(kind: str, raw: np.ndarray, label: np.ndarray) -> Calibrator:
     if kind == "platt":
-        logit = np.log(np.clip(raw, 1e-12, 1 - 1e-12) / np.clip(1 - raw, 1e-12, 1))[:, None]
-        model = LogisticRegression(C=1e6).fit(logit, label)
+        model = LogisticRegression(C=1e6).fit(logit(raw)[:, None], label)
         return Calibrator("platt", platt=(float(model.coef_[0, 0]), float(model.intercept_[0])))
     if kind == "isotonic":
         isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, label)
@@ -252,11 +268,19 @@ def build_index(
         first, _ = blocks.get(key, (start, start))
         blocks[key] = (first, start + 1)
     index = SimilarCaseIndex(
-        features=amount.features, columns=amount.columns, center=center, scale=scale,
-        weights=weights, categorical=categorical, levels=levels,
-        embedded=np.zeros((0, 0), np.float32), norms=np.zeros(0, np.float32), cases=cases,
-        block_columns=block_columns, blocks=blocks,
-    )  # fmt: skip
+        features=amount.features,
+        columns=amount.columns,
+        center=center,
+        scale=scale,
+        weights=weights,
+        categorical=categorical,
+        levels=levels,
+        embedded=np.zeros((0, 0), np.float32),
+        norms=np.zeros(0, np.float32),
+        cases=cases,
+        block_columns=block_columns,
+        blocks=blocks,
+    )
     index.embedded = index.embed(matrix[granted][order])
     index.norms = (index.embedded * index.embedded).sum(axis=1)
     return index
@@ -305,9 +329,9 @@ def train_bundle(
         "wage_table_source": vectorizer.wage_table_.source,
         "wage_table_version": vectorizer.wage_table_.version,
         "best_iterations": {
-            "reference_amount": amount.median.best_iteration,
-            "reference_amount_low": amount.low.best_iteration,
-            "reference_amount_high": amount.high.best_iteration,
+            REFERENCE_AMOUNT: amount.median.best_iteration,
+            f"{REFERENCE_AMOUNT}_low": amount.low.best_iteration,
+            f"{REFERENCE_AMOUNT}_high": amount.high.best_iteration,
             **{name: lead.booster.best_iteration for name, lead in leads.items()},
         },
         "interval_conformal_margin_log_months": amount.conformal_margin,

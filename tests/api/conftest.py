@@ -37,8 +37,13 @@ def api(
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, client.get("/readyz").json()
             time.sleep(0.2)
-        yield {"client": client, "keys": keys, "settings": settings, "app": app,
-               "history": registry["history"]}  # fmt: skip
+        yield {
+            "client": client,
+            "keys": keys,
+            "settings": settings,
+            "app": app,
+            "history": registry["history"],
+        }
 
 
 def headers(api: dict[str, Any], role: str) -> dict[str, str]:

@@ -31,8 +31,11 @@ def audit_copy(api: dict[str, Any], tmp_path: Path) -> str:
             "/v1/score", json={"record": record}, headers=headers(api, "case_system")
         )
         ids.append(response.json()["prediction_id"])
-    client.post(f"/v1/predictions/{ids[0]}/reviews", json={"decision": "rejected", "reason": "x"},
-                headers=headers(api, "reviewer"))  # fmt: skip
+    client.post(
+        f"/v1/predictions/{ids[0]}/reviews",
+        json={"decision": "rejected", "reason": "x"},
+        headers=headers(api, "reviewer"),
+    )
     source = Path(api["settings"].audit_database_url.removeprefix("sqlite:///"))
     engine = create_engine(f"sqlite:///{source}")
     with engine.connect() as connection:
@@ -105,8 +108,9 @@ def test_export_reviews_writes_contract_rows_with_outcomes(
         if decision == "accepted":
             reference = answer["reference_amount"]["yuan"]
     out = tmp_path / "reviewed.csv"
-    result = runner.invoke(app, ["export-reviews", "--out", str(out),
-                                 "--url", api["settings"].audit_database_url])  # fmt: skip
+    result = runner.invoke(
+        app, ["export-reviews", "--out", str(out), "--url", api["settings"].audit_database_url]
+    )
     assert result.exit_code == 0, result.output
     parsed = parse_records(read_table(out))
     assert parsed.violations == []

@@ -16,19 +16,33 @@ def _post(api: dict[str, Any], body: Any, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize(
     ("change", "field", "words", "zh"),
-    [({"victim_age": 130}, "record.victim_age", "0 to 120", "数值超过上限"),
-     ({"crime_type": "arson"}, "record.crime_type", "intentional_injury", "取值不在允许范围内"),
-     ({"province_code": None}, "record.province_code", "11, 12", "取值不在允许范围内"),
-     ({"registry_flags": ["alien"]}, "record.registry_flags.0", "veteran_family",
-      "取值不在允许范围内"),
-     ({"medical_cost_yuan": -1}, "record.medical_cost_yuan", "≥ 0", "数值低于下限"),
-     ({"victim_name": "张三"}, "record.victim_name", "no personal identifiers", "个人身份信息"),
-     ({"aid_granted": True}, "record.aid_granted", "not a field of the contract", "合同未定义"),
-     ({"dependants": 1, "minor_dependants": 2}, "record.minor_dependants", "≤ dependants",
-      "矛盾"),
-     ({"harm_outcome": "death", "disability_grade": 3}, "record.disability_grade",
-      "only assessed for injuries", "矛盾")],
-)  # fmt: skip
+    [
+        ({"victim_age": 130}, "record.victim_age", "0 to 120", "数值超过上限"),
+        ({"crime_type": "arson"}, "record.crime_type", "intentional_injury", "取值不在允许范围内"),
+        ({"province_code": None}, "record.province_code", "11, 12", "取值不在允许范围内"),
+        (
+            {"registry_flags": ["alien"]},
+            "record.registry_flags.0",
+            "veteran_family",
+            "取值不在允许范围内",
+        ),
+        ({"medical_cost_yuan": -1}, "record.medical_cost_yuan", "≥ 0", "数值低于下限"),
+        ({"victim_name": "张三"}, "record.victim_name", "no personal identifiers", "个人身份信息"),
+        ({"aid_granted": True}, "record.aid_granted", "not a field of the contract", "合同未定义"),
+        (
+            {"dependants": 1, "minor_dependants": 2},
+            "record.minor_dependants",
+            "≤ dependants",
+            "矛盾",
+        ),
+        (
+            {"harm_outcome": "death", "disability_grade": 3},
+            "record.disability_grade",
+            "only assessed for injuries",
+            "矛盾",
+        ),
+    ],
+)
 def test_contract_violations_are_422_naming_field_and_rule(
     api: dict[str, Any], change: dict[str, Any], field: str, words: str, zh: str
 ) -> None:
@@ -47,9 +61,11 @@ def test_missing_required_field(api: dict[str, Any]) -> None:
 
 
 def test_wrong_content_type_is_415(api: dict[str, Any]) -> None:
-    response = api["client"].post("/v1/score", content=b"case_id=1",
-                                  headers={**headers(api, "case_system"),
-                                           "Content-Type": "text/plain"})  # fmt: skip
+    response = api["client"].post(
+        "/v1/score",
+        content=b"case_id=1",
+        headers={**headers(api, "case_system"), "Content-Type": "text/plain"},
+    )
     assert response.status_code == 415
 
 
@@ -63,16 +79,20 @@ def test_too_large_a_streamed_body_is_413(api: dict[str, Any]) -> None:
         for _ in range(30):
             yield b"x" * 10_000
 
-    response = api["client"].post("/v1/score", content=chunks(),
-                                  headers={**headers(api, "case_system"),
-                                           "Content-Type": "application/json"})  # fmt: skip
+    response = api["client"].post(
+        "/v1/score",
+        content=chunks(),
+        headers={**headers(api, "case_system"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
 
 
 def test_malformed_json_is_422(api: dict[str, Any]) -> None:
-    response = api["client"].post("/v1/score", content=b"{not json",
-                                  headers={**headers(api, "case_system"),
-                                           "Content-Type": "application/json"})  # fmt: skip
+    response = api["client"].post(
+        "/v1/score",
+        content=b"{not json",
+        headers={**headers(api, "case_system"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 422
 
 

@@ -18,8 +18,16 @@ pytestmark = pytest.mark.postgres
 
 
 def _entry(i: int) -> AuditEntry:
-    return AuditEntry(PREDICTION, f"p-{i}", "test", f"C-{i}", "32", i % 2 == 0, "1",
-                      {"request": {"i": i}, "response": {"yuan": 1000.5 + i}})  # fmt: skip
+    return AuditEntry(
+        PREDICTION,
+        f"p-{i}",
+        "test",
+        f"C-{i}",
+        "32",
+        i % 2 == 0,
+        "1",
+        {"request": {"i": i}, "response": {"yuan": 1000.5 + i}},
+    )
 
 
 def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
@@ -61,9 +69,11 @@ def test_train_and_promote_with_the_tracking_store_on_postgres(
         MlflowClient(url, url).create_experiment("judicial-aid", tmp_path.joinpath("art").as_uri())
         monkeypatch.setenv("AIDREC_DATA_DIR", str(tmp_path))
         try:
-            for args in (["generate", "--rows", "6000", "--seed", "8", "--out", str(history)],
-                         ["train", "--data", str(history)],
-                         ["promote", "--data", str(history)]):  # fmt: skip
+            for args in (
+                ["generate", "--rows", "6000", "--seed", "8", "--out", str(history)],
+                ["train", "--data", str(history)],
+                ["promote", "--data", str(history)],
+            ):
                 result = registry["runner"].invoke(registry["app"], args)
                 assert result.exit_code == 0, (args, result.output)
             client = MlflowClient(url, url)

@@ -13,8 +13,9 @@ CASE = "case_system"
 
 
 def _score(api: dict[str, Any], record: dict[str, Any], **extra: Any) -> Any:
-    return api["client"].post("/v1/score", json={"record": record, **extra},
-                              headers=headers(api, CASE))  # fmt: skip
+    return api["client"].post(
+        "/v1/score", json={"record": record, **extra}, headers=headers(api, CASE)
+    )
 
 
 def test_the_answer_has_every_part_and_matches_its_schema(api: dict[str, Any]) -> None:
@@ -64,13 +65,15 @@ def test_a_case_from_the_history_finds_itself_first(
     api: dict[str, Any], history_records: list[dict[str, Any]]
 ) -> None:
     aided = [r for r in history_records if r["granted"]][:5]
+    assert len(aided) == 5
     for case in aided:
         similar = _score(api, case["record"]).json()["similar_cases"]
         assert similar[0]["case_id"] == case["record"]["case_id"]
         assert similar[0]["similarity"] == pytest.approx(1.0)
         assert similar[0]["amount_yuan"] == pytest.approx(case["amount"])
-        assert [s["similarity"] for s in similar] == sorted((s["similarity"] for s in similar),
-                                                           reverse=True)  # fmt: skip
+        assert [s["similarity"] for s in similar] == sorted(
+            (s["similarity"] for s in similar), reverse=True
+        )
 
 
 def test_batch_answers_each_item_or_gives_it_its_own_error(
@@ -80,8 +83,9 @@ def test_batch_answers_each_item_or_gives_it_its_own_error(
     bad_type = {"record": {**EXAMPLE_RECORD, "victim_age": -4}}
     bad_cross = {"record": {**EXAMPLE_RECORD, "dependants": 1, "minor_dependants": 3}}
     items = [good[0], bad_type, *good[1:3], bad_cross, *good[3:]]
-    response = api["client"].post("/v1/score/batch", json={"items": items},
-                                  headers=headers(api, CASE))  # fmt: skip
+    response = api["client"].post(
+        "/v1/score/batch", json={"items": items}, headers=headers(api, CASE)
+    )
     assert response.status_code == 200, response.text
     batch = BatchResponse.model_validate(response.json())
     assert (batch.scored, batch.refused) == (6, 2)
@@ -101,8 +105,9 @@ def test_batch_answers_each_item_or_gives_it_its_own_error(
 
 def test_a_batch_over_the_limit_is_refused(api: dict[str, Any]) -> None:
     items = [{"record": EXAMPLE_RECORD}] * 51
-    response = api["client"].post("/v1/score/batch", json={"items": items},
-                                  headers=headers(api, CASE))  # fmt: skip
+    response = api["client"].post(
+        "/v1/score/batch", json={"items": items}, headers=headers(api, CASE)
+    )
     assert response.status_code == 422
     assert "at most 50 items" in response.json()["detail"][0]["rule"]
 
@@ -127,8 +132,12 @@ def test_metrics_count_requests_scores_and_flags(api: dict[str, Any]) -> None:
 
 
 def test_absurd_but_valid_amounts_still_get_finite_answers(api: dict[str, Any]) -> None:
-    record = {**EXAMPLE_RECORD, "medical_cost_yuan": 1e300, "compensation_received_yuan": 1e299,
-              "monthly_household_income_yuan": 1e300}  # fmt: skip
+    record = {
+        **EXAMPLE_RECORD,
+        "medical_cost_yuan": 1e300,
+        "compensation_received_yuan": 1e299,
+        "monthly_household_income_yuan": 1e300,
+    }
     response = _score(api, record)
     assert response.status_code == 200, response.text
     answer = response.json()

@@ -67,9 +67,11 @@ def test_realistic_missing_values(history: pd.DataFrame) -> None:
 
 
 def test_oracle_probabilities_are_calibrated(history: pd.DataFrame) -> None:
-    for label, oracle in [("aid_granted", "oracle_p_judicial_aid"),
-                          ("referred_social_assistance", "oracle_p_social_assistance"),
-                          ("civil_support_prosecution", "oracle_p_civil_support")]:  # fmt: skip
+    for label, oracle in [
+        ("aid_granted", "oracle_p_judicial_aid"),
+        ("referred_social_assistance", "oracle_p_social_assistance"),
+        ("civil_support_prosecution", "oracle_p_civil_support"),
+    ]:
         bins = pd.qcut(history[oracle], 10, duplicates="drop")
         grouped = history.groupby(bins, observed=True)[[label, oracle]].mean()
         assert np.abs(grouped[label] - grouped[oracle]).max() < 0.03, label
@@ -87,8 +89,10 @@ def test_oracle_amounts_are_conditional_medians(history: pd.DataFrame, base: np.
             mask = history["harm_outcome"].to_numpy()[granted] == harm
             assert abs(below[mask].mean() - 0.5) < 0.05, (column, harm)
     # knowing the province's practice helps; the province-blind oracle is the harder target
-    mae = {c: np.mean(np.abs(months - history[c].to_numpy()[granted]))
-           for c in ("oracle_amount_months_province", "oracle_amount_months_national")}  # fmt: skip
+    mae = {
+        c: np.mean(np.abs(months - history[c].to_numpy()[granted]))
+        for c in ("oracle_amount_months_province", "oracle_amount_months_national")
+    }
     assert mae["oracle_amount_months_province"] < mae["oracle_amount_months_national"]
 
 

@@ -31,12 +31,18 @@ def running(
     output: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server in its own process group until the block ends; wait for ``ready_url``.
-    Its output goes to ``output`` when given."""
+
+    Its output goes to ``output`` when given.
+    """
     log = open(output or os.devnull, "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        list(command), env={**os.environ, **(env or {})}, cwd=cwd, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        list(command),
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -22,14 +22,16 @@ from training.pyfunc import as_pyfunc_input
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+ON_PATH = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # MLflow execs uvicorn, aidrec
 
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_like_score_file(
     registry: dict[str, Any], tmp_path: Path
 ) -> None:
-    cases = write_table(parse_records(read_table(registry["history"])).frame.head(25),
-                        tmp_path / "cases.csv")  # fmt: skip
+    cases = write_table(
+        parse_records(read_table(registry["history"])).frame.head(25), tmp_path / "cases.csv"
+    )
     scored = tmp_path / "scores.csv"
     result = registry["runner"].invoke(
         registry["app"], ["score-file", "--input", str(cases), "--output", str(scored)]
@@ -39,9 +41,20 @@ def test_mlflow_models_serve_answers_like_score_file(
     assert expected["error"].isna().all()
 
     port = free_port()
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/judicial-aid@champion",
-               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    env = {"MLFLOW_TRACKING_URI": registry["tracking_uri"]}
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        "models:/judicial-aid@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    env = {**ON_PATH, "MLFLOW_TRACKING_URI": registry["tracking_uri"]}
     with running(command, f"http://127.0.0.1:{port}/ping", env=env, timeout=180):
         records = as_pyfunc_input(parse_records(read_table(cases)).frame)
         payload = {"dataframe_split": json.loads(records.to_json(orient="split", index=False))}
@@ -49,8 +62,14 @@ def test_mlflow_models_serve_answers_like_score_file(
     assert response.status_code == 200, response.text
     served = pd.DataFrame(response.json()["predictions"])
     assert list(served["case_id"]) == list(expected["case_id"])
-    for column in ("reference_amount_yuan", "interval_low_yuan", "interval_high_yuan",
-                   "p_judicial_aid", "p_social_assistance", "p_civil_support"):  # fmt: skip
+    for column in (
+        "reference_amount_yuan",
+        "interval_low_yuan",
+        "interval_high_yuan",
+        "p_judicial_aid",
+        "p_social_assistance",
+        "p_civil_support",
+    ):
         pd.testing.assert_series_equal(served[column], expected[column], check_names=False)
     assert list(served["rule_hits"]) == list(expected["rule_hits"])
 
@@ -62,13 +81,35 @@ def test_mlflow_run_trains_through_the_same_cli(tmp_path: Path) -> None:
         "judicial-aid", artifact_location=(tmp_path / "art").as_uri()
     )
     history = tmp_path / "history.parquet"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "AIDREC_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        **ON_PATH,
+        "MLFLOW_TRACKING_URI": tracking,
+        "AIDREC_DATA_DIR": str(tmp_path),
+    }
     mlflow_bin = shutil.which("mlflow", path=str(BIN)) or "mlflow"
     completed = subprocess.run(
-        [mlflow_bin, "run", str(ROOT), "-e", "train", "--env-manager", "local",
-         "--experiment-name", "judicial-aid", "-P", "rows=8000", "-P", f"data={history}"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            mlflow_bin,
+            "run",
+            str(ROOT),
+            "-e",
+            "train",
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "judicial-aid",
+            "-P",
+            "rows=8000",
+            "-P",
+            f"data={history}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert history.exists()
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)

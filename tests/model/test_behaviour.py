@@ -15,8 +15,10 @@ HARM_SCALE = ("none", "slight_injury", "minor_injury", "severe_injury", "death")
 
 @pytest.fixture(scope="module")
 def cases(model_history: pd.DataFrame) -> pd.DataFrame:
-    """Several hundred generated cases with personal harm, the grade cleared so that every
-    harm level is a valid record."""
+    """Several hundred generated cases with personal harm.
+
+    The grade is cleared so that every harm level is a valid record.
+    """
     frame = model_history[model_history["harm_outcome"].isin(HARM_SCALE)].head(600).copy()
     frame["disability_grade"] = np.nan
     return frame.reset_index(drop=True)
@@ -126,24 +128,37 @@ def test_contributions_add_up_to_the_model_output(
     months, base_value = bundle.amount.contributions_in_months(matrix)
     median, _, _ = bundle.amount.predict(matrix)
     np.testing.assert_allclose(months.sum(axis=1) + base_value, median, rtol=0, atol=1e-6)
+    amount = bundle.contributions("reference_amount", matrix)
+    np.testing.assert_array_equal(amount.values, months)
     for name, lead in bundle.leads.items():
-        _, values = bundle.contributions(name, matrix)
+        found = bundle.contributions(name, matrix)
         raw_margin = lead.booster.predict(matrix[:, lead.columns], raw_score=True)
-        np.testing.assert_allclose(values.sum(axis=1), raw_margin, rtol=0, atol=1e-6)
+        total = found.values.sum(axis=1) + found.base
+        np.testing.assert_allclose(total, raw_margin, rtol=0, atol=1e-6)
 
 
 def test_minimum_functionality(bundle: ModelBundle, model_history: pd.DataFrame) -> None:
     base = model_history.head(1).copy()
     grave = base.assign(
-        harm_outcome="death", applicant_role="close_relative", disability_grade=np.nan,
-        offender_status="unable_to_pay", compensation_received_yuan=0.0, dependants=3.0,
-        minor_dependants=2.0, household_size=5.0, low_income_status="dibao",
-        case_expense_yuan=60_000.0, victim_at_fault=0.0,
-    )  # fmt: skip
+        harm_outcome="death",
+        applicant_role="close_relative",
+        disability_grade=np.nan,
+        offender_status="unable_to_pay",
+        compensation_received_yuan=0.0,
+        dependants=3.0,
+        minor_dependants=2.0,
+        household_size=5.0,
+        low_income_status="dibao",
+        case_expense_yuan=60_000.0,
+        victim_at_fault=0.0,
+    )
     slight = grave.assign(
-        harm_outcome="slight_injury", applicant_role="victim", case_expense_yuan=500.0,
-        dependants=0.0, minor_dependants=0.0,
-    )  # fmt: skip
+        harm_outcome="slight_injury",
+        applicant_role="victim",
+        case_expense_yuan=500.0,
+        dependants=0.0,
+        minor_dependants=0.0,
+    )
     scores = bundle.score(pd.concat([grave, slight], ignore_index=True))
     assert scores.reference_amount_yuan[0] > 4 * scores.reference_amount_yuan[1]
     assert scores.rules.status[0] == "eligible"

@@ -50,8 +50,12 @@ def test_training_logged_one_run_with_metrics_plots_and_a_registered_bundle(
 
 
 def test_a_worse_challenger_is_refused_and_rollback_moves_the_champion(
-    registry: dict[str, Any], tmp_path: Path
+    registry: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # its own registered model and experiment: the session's champion stays untouched
+    own = "judicial-aid-gate-test"
+    monkeypatch.setenv("AIDREC_REGISTERED_MODEL", own)
+    monkeypatch.setenv("AIDREC_EXPERIMENT_NAME", own)
     config = load_config().raw
     config["num_boost_round"] = 2  # two trees: clearly worse
     path = tmp_path / "weak.yaml"
@@ -59,6 +63,9 @@ def test_a_worse_challenger_is_refused_and_rollback_moves_the_champion(
 
     path.write_text(yaml.safe_dump(config))
     history = str(registry["history"])
+    for args in (["train", "--data", history], ["promote", "--data", history]):
+        result = _invoke(registry, *args)
+        assert result.exit_code == 0, result.output
     result = _invoke(registry, "train", "--data", history, "--config", str(path))
     assert result.exit_code == 0, result.output
     result = _invoke(registry, "promote", "--data", history)
@@ -66,20 +73,22 @@ def test_a_worse_challenger_is_refused_and_rollback_moves_the_champion(
     assert "not promoted" in result.output and "worse" in result.output
     mlflow.set_tracking_uri(registry["tracking_uri"])
     client = MlflowClient()
-    challenger = client.get_model_version_by_alias(MODEL, "challenger")
-    champion = client.get_model_version_by_alias(MODEL, "champion")
+    challenger = client.get_model_version_by_alias(own, "challenger")
+    champion = client.get_model_version_by_alias(own, "champion")
     assert challenger.version != champion.version
     assert challenger.tags["promotion_decision"] == "refused"
     assert "amount MAE" in challenger.tags["promotion_reason"]
 
     result = _invoke(registry, "rollback", "--to", str(challenger.version))
     assert result.exit_code == 0, result.output
-    assert client.get_model_version_by_alias(MODEL, "champion").version == challenger.version
+    assert client.get_model_version_by_alias(own, "champion").version == challenger.version
     result = _invoke(registry, "rollback", "--to", str(champion.version))
     assert result.exit_code == 0
-    assert client.get_model_version_by_alias(MODEL, "champion").version == champion.version
+    assert client.get_model_version_by_alias(own, "champion").version == champion.version
     result = _invoke(registry, "rollback", "--to", "999")
     assert result.exit_code == 2 and "no version 999" in result.output
+    shared = client.get_model_version_by_alias(MODEL, "champion")
+    assert shared.version == client.get_model_version_by_alias(MODEL, "challenger").version
 
 
 def test_promotion_gate_tolerances() -> None:
@@ -100,25 +109,59 @@ def test_promotion_gate_tolerances() -> None:
 def test_score_file_accepts_any_file_in_the_contract_shape(
     registry: dict[str, Any], tmp_path: Path
 ) -> None:
-    """A file written by someone else: own column order, only some optional fields, outcome
-    and unknown columns, text encodings, one broken row."""
+    """A file written by someone else is scored.
+
+    It has its own column order, only some optional fields, outcome and unknown columns,
+    text encodings, one broken row.
+    """
     rows = [
-        {"remark": "from county office", "victim_sex": "female", "case_id": "EXT-1",
-         "province_code": "52", "decision_year": "2025", "crime_type": "intentional_injury",
-         "applicant_role": "victim", "harm_outcome": "severe_injury", "disability_grade": "4",
-         "offender_status": "unable_to_pay", "victim_age": "46", "medical_cost_yuan": "38000",
-         "low_income_status": "dibao",
-         "registry_flags": "serious_illness|women_federation_hardship",
-         "rural_hukou": "True", "aid_granted": "true", "aid_amount_yuan": "30000"},
-        {"remark": "", "victim_sex": "male", "case_id": "EXT-2", "province_code": "99",
-         "decision_year": "2025", "crime_type": "fraud", "applicant_role": "victim",
-         "harm_outcome": "property_loss", "offender_status": "unknown", "victim_age": "70"},
-        {"remark": "", "victim_sex": "male", "case_id": "EXT-3", "province_code": "44",
-         "decision_year": "2024", "crime_type": "traffic_accident",
-         "applicant_role": "close_relative",
-         "harm_outcome": "death", "offender_status": "unidentified", "victim_age": "33",
-         "dependants": "2", "minor_dependants": "1", "rural_hukou": "0"},
-    ]  # fmt: skip
+        {
+            "remark": "from county office",
+            "victim_sex": "female",
+            "case_id": "EXT-1",
+            "province_code": "52",
+            "decision_year": "2025",
+            "crime_type": "intentional_injury",
+            "applicant_role": "victim",
+            "harm_outcome": "severe_injury",
+            "disability_grade": "4",
+            "offender_status": "unable_to_pay",
+            "victim_age": "46",
+            "medical_cost_yuan": "38000",
+            "low_income_status": "dibao",
+            "registry_flags": "serious_illness|women_federation_hardship",
+            "rural_hukou": "True",
+            "aid_granted": "true",
+            "aid_amount_yuan": "30000",
+        },
+        {
+            "remark": "",
+            "victim_sex": "male",
+            "case_id": "EXT-2",
+            "province_code": "99",
+            "decision_year": "2025",
+            "crime_type": "fraud",
+            "applicant_role": "victim",
+            "harm_outcome": "property_loss",
+            "offender_status": "unknown",
+            "victim_age": "70",
+        },
+        {
+            "remark": "",
+            "victim_sex": "male",
+            "case_id": "EXT-3",
+            "province_code": "44",
+            "decision_year": "2024",
+            "crime_type": "traffic_accident",
+            "applicant_role": "close_relative",
+            "harm_outcome": "death",
+            "offender_status": "unidentified",
+            "victim_age": "33",
+            "dependants": "2",
+            "minor_dependants": "1",
+            "rural_hukou": "0",
+        },
+    ]
     source = tmp_path / "cases.csv"
     pd.DataFrame(rows).to_csv(source, index=False)
     out = tmp_path / "scores.parquet"
@@ -128,10 +171,18 @@ def test_score_file_accepts_any_file_in_the_contract_shape(
     scores = pd.read_parquet(out)
     assert list(scores["case_id"]) == ["EXT-1", "EXT-2", "EXT-3"]
     assert list(scores.columns[:11]) == [
-        "case_id", "reference_amount_yuan", "interval_low_yuan", "interval_high_yuan",
-        "months_of_wage", "base_monthly_wage_yuan", "p_judicial_aid", "p_social_assistance",
-        "p_civil_support", "eligibility_status", "rule_hits",
-    ]  # fmt: skip
+        "case_id",
+        "reference_amount_yuan",
+        "interval_low_yuan",
+        "interval_high_yuan",
+        "months_of_wage",
+        "base_monthly_wage_yuan",
+        "p_judicial_aid",
+        "p_social_assistance",
+        "p_civil_support",
+        "eligibility_status",
+        "rule_hits",
+    ]
     assert "province_code" in scores.loc[1, "error"] and np.isnan(scores.loc[1, "p_judicial_aid"])
     ok = scores.drop(index=1)
     assert ok["error"].isna().all()
@@ -142,11 +193,23 @@ def test_score_file_accepts_any_file_in_the_contract_shape(
 
 
 def test_score_file_refuses_unusable_input(registry: dict[str, Any], tmp_path: Path) -> None:
-    result = _invoke(registry, "score-file", "--input", str(tmp_path / "none.csv"),
-                     "--output", str(tmp_path / "o.csv"))  # fmt: skip
+    result = _invoke(
+        registry,
+        "score-file",
+        "--input",
+        str(tmp_path / "none.csv"),
+        "--output",
+        str(tmp_path / "o.csv"),
+    )
     assert result.exit_code == 2 and "no such file" in result.output
-    result = _invoke(registry, "score-file", "--input", str(registry["history"]),
-                     "--output", str(tmp_path / "o.xlsx"))  # fmt: skip
+    result = _invoke(
+        registry,
+        "score-file",
+        "--input",
+        str(registry["history"]),
+        "--output",
+        str(tmp_path / "o.xlsx"),
+    )
     assert result.exit_code == 2 and "not a CSV or Parquet" in result.output
 
 

@@ -55,12 +55,14 @@ def test_long_reports_are_capped(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content", "words"),
-    [("notes.txt", "hello", "not a CSV or Parquet file"),
-     ("empty.csv", "", "the file is empty"),
-     ("broken.parquet", "not parquet", "cannot be read as PARQUET"),
-     ("header.csv", "case_id,province_code\n", "the file has no rows"),
-     ("nocols.csv", "case_id\nA1\n", "missing required column(s): province_code")],
-)  # fmt: skip
+    [
+        ("notes.txt", "hello", "not a CSV or Parquet file"),
+        ("empty.csv", "", "the file is empty"),
+        ("broken.parquet", "not parquet", "cannot be read as PARQUET"),
+        ("header.csv", "case_id,province_code\n", "the file has no rows"),
+        ("nocols.csv", "case_id\nA1\n", "missing required column(s): province_code"),
+    ],
+)
 def test_unusable_files_get_one_clear_message(
     tmp_path: Path, name: str, content: str, words: str
 ) -> None:

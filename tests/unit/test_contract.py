@@ -105,9 +105,15 @@ def test_minor_dependants_cannot_exceed_dependants(record: dict[str, Any]) -> No
 
 
 @pytest.mark.parametrize(
-    ("harm", "ok"), [("severe_injury", True), ("slight_injury", True), ("death", False),
-                     ("property_loss", False), ("none", False)],
-)  # fmt: skip
+    ("harm", "ok"),
+    [
+        ("severe_injury", True),
+        ("slight_injury", True),
+        ("death", False),
+        ("property_loss", False),
+        ("none", False),
+    ],
+)
 def test_disability_grade_only_with_injuries(record: dict[str, Any], harm: str, ok: bool) -> None:
     record.update(harm_outcome=harm, disability_grade=5)
     assert ("disability_grade" not in _problems(record)) is ok
@@ -121,9 +127,14 @@ def test_outcomes_are_refused_in_scoring_input(record: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("granted", "amount", "problem"),
-    [(True, 5000.0, None), (False, None, None), (True, None, "required when aid_granted"),
-     (False, 100.0, "must be empty"), (True, 0.0, "above 0")],
-)  # fmt: skip
+    [
+        (True, 5000.0, None),
+        (False, None, None),
+        (True, None, "required when aid_granted"),
+        (False, 100.0, "must be empty"),
+        (True, 0.0, "above 0"),
+    ],
+)
 def test_amount_present_iff_granted(
     record: dict[str, Any], granted: bool, amount: float | None, problem: str | None
 ) -> None:
@@ -148,7 +159,7 @@ def test_duplicate_case_ids_and_unknown_columns(small_history: pd.DataFrame) -> 
     assert parsed.unknown_columns == ["nickname"]
     assert [(v.row, v.field) for v in parsed.violations] == [(3, "case_id")]
     assert parsed.invalid_rows.tolist() == [False, False, True]
-    assert len(parsed.valid_frame) == 2
+    assert len(parsed.frame.loc[~parsed.invalid_rows]) == 2
 
 
 def test_the_generated_history_meets_the_contract(small_history: pd.DataFrame) -> None:

@@ -22,13 +22,21 @@ BASE = 10_000.0  # monthly wage base used in these tests
 def _case(**changes: Any) -> dict[str, Any]:
     """A plain injury case that triggers nothing, changed as the test says."""
     case: dict[str, Any] = {
-        "case_id": "T-1", "province_code": "32", "decision_year": 2024,
-        "crime_type": "intentional_injury", "applicant_role": "victim",
-        "harm_outcome": "minor_injury", "offender_status": "able_to_pay",
-        "victim_age": 40, "victim_sex": "male", "household_size": 3,
-        "monthly_household_income_yuan": 20_000, "low_income_status": "none",
-        "labor_capacity": "full", "registry_flags": [],
-    }  # fmt: skip
+        "case_id": "T-1",
+        "province_code": "32",
+        "decision_year": 2024,
+        "crime_type": "intentional_injury",
+        "applicant_role": "victim",
+        "harm_outcome": "minor_injury",
+        "offender_status": "able_to_pay",
+        "victim_age": 40,
+        "victim_sex": "male",
+        "household_size": 3,
+        "monthly_household_income_yuan": 20_000,
+        "low_income_status": "none",
+        "labor_capacity": "full",
+        "registry_flags": [],
+    }
     case.update(changes)
     return case
 
@@ -60,10 +68,12 @@ def test_a_plain_case_hits_only_the_ceiling() -> None:
 
 @pytest.mark.parametrize(
     ("field", "rule_id"),
-    [("victim_at_fault", "EXCL_VICTIM_AT_FAULT"),
-     ("refused_cooperation", "EXCL_REFUSED_COOPERATION"),
-     ("aided_before_for_this_case", "EXCL_ALREADY_AIDED")],
-)  # fmt: skip
+    [
+        ("victim_at_fault", "EXCL_VICTIM_AT_FAULT"),
+        ("refused_cooperation", "EXCL_REFUSED_COOPERATION"),
+        ("aided_before_for_this_case", "EXCL_ALREADY_AIDED"),
+    ],
+)
 def test_flag_exclusions(field: str, rule_id: str) -> None:
     eligible = _case(harm_outcome="severe_injury", **NO_COMPENSATION, **HARDSHIP)
     assert _hits(eligible)[1] == EligibilityStatus.ELIGIBLE
@@ -121,8 +131,12 @@ def test_urgent_medical_need() -> None:
 
 def test_dependants_of_a_deceased_victim() -> None:
     rule = "ART7_DEPENDANTS_OF_DECEASED"
-    case = _case(harm_outcome="death", applicant_role="close_relative", labor_capacity=None,
-                 **NO_COMPENSATION)  # fmt: skip
+    case = _case(
+        harm_outcome="death",
+        applicant_role="close_relative",
+        labor_capacity=None,
+        **NO_COMPENSATION,
+    )
     assert rule in _hits(case)[0]
     assert rule not in _hits({**case, "applicant_role": "victim"})[0]
     assert rule not in _hits({**case, "offender_status": "unknown"})[0]
@@ -156,8 +170,13 @@ def test_uncompensated_civil_tort() -> None:
 
 def test_ceiling_exception_only_above_36_months_of_court_award() -> None:
     rule = "CEILING_EXCEPTION_COURT_AWARD"
-    case = _case(harm_outcome="death", applicant_role="close_relative", labor_capacity=None,
-                 **NO_COMPENSATION, **HARDSHIP)  # fmt: skip
+    case = _case(
+        harm_outcome="death",
+        applicant_role="close_relative",
+        labor_capacity=None,
+        **NO_COMPENSATION,
+        **HARDSHIP,
+    )
     above = {**case, "court_award_yuan": 36 * BASE + 1}
     ids, _, ceiling = _hits(above)
     assert rule in ids and ceiling == 36 * BASE + 1  # never above the court award
@@ -177,4 +196,4 @@ def test_a_hit_carries_the_facts_that_triggered_it() -> None:
     results = evaluate_rules(columns, np.array([BASE]))
     hit = next(h for h in rule_hits(columns, results, 0) if h.id == "EXCL_VICTIM_AT_FAULT")
     assert hit.facts == {"victim_at_fault": True}
-    assert hit.as_dict()["zh"].startswith("被害人")
+    assert hit.zh.startswith("被害人") and hit.kind == "exclusion"

@@ -11,10 +11,16 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from features.contract import parse_record, parse_records
-from features.vectors import FEATURE_NAMES, CaseVectorizer
+from features.vectors import FEATURE_NAMES, CaseVectorizer, columns_from_records
 from tests.conftest import wire_record
+
+
+def _vector_of(vectorizer: CaseVectorizer, record: dict[str, Any]) -> dict[str, float]:
+    matrix = vectorizer.transform_columns(columns_from_records([record]))
+    return dict(zip(FEATURE_NAMES, matrix[0], strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +28,43 @@ def fitted(small_history: pd.DataFrame) -> CaseVectorizer:
     return CaseVectorizer().fit(small_history)
 
 
-def test_follows_scikit_learn_estimator_rules(small_history: pd.DataFrame) -> None:
+# scikit-learn's checks that fit on a random numeric array cannot run on a transformer of
+# case-record frames; each of their rules is checked on a real history below instead.
+FRAME_ONLY = "fits on a random numeric array; CaseVectorizer reads case-record frames"
+NUMERIC_INPUT_CHECKS = {
+    name: FRAME_ONLY
+    for name in (
+        "check_fit_score_takes_y",
+        "check_estimators_overwrite_params",
+        "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self",
+        "check_readonly_memmap_input",
+        "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit",
+    )
+}
+
+
+@parametrize_with_checks(
+    [CaseVectorizer()],
+    legacy=False,
+    expected_failed_checks=lambda _: NUMERIC_INPUT_CHECKS,
+    xfail_strict=True,
+)
+def test_scikit_learn_api_checks(estimator: CaseVectorizer, check: Any) -> None:
+    check(estimator)
+
+
+def test_the_numeric_checks_rules_hold_on_a_history(small_history: pd.DataFrame) -> None:
     vectorizer = CaseVectorizer(wage_table_path=None)
-    assert vectorizer.get_params() == {"wage_table_path": None}
-    assert not hasattr(vectorizer, "categories_")  # nothing learned in __init__
     with pytest.raises(NotFittedError):
         vectorizer.transform(small_history)
-    assert vectorizer.fit(small_history) is vectorizer
+    params = clone(vectorizer).get_params()
+    assert vectorizer.fit(small_history, y=np.zeros(len(small_history))) is vectorizer
+    assert vectorizer.get_params() == params  # fitting never changes a parameter
     assert not hasattr(clone(vectorizer), "categories_")
     assert list(vectorizer.get_feature_names_out()) == list(FEATURE_NAMES)
+    assert vectorizer.transform(small_history).shape == (len(small_history), len(FEATURE_NAMES))
 
 
 def test_a_record_alone_gives_the_identical_vector(
@@ -39,7 +73,7 @@ def test_a_record_alone_gives_the_identical_vector(
     big = fitted.transform(small_history)
     for row in (0, 7, 123, 1999):
         record = parse_record(wire_record(small_history, row)).frame.iloc[0].to_dict()
-        alone = fitted.transform_record(record)
+        alone = fitted.transform_columns(columns_from_records([record]))
         np.testing.assert_array_equal(alone[0], big[row])
         one_row_frame = fitted.transform(small_history.iloc[[row]])
         np.testing.assert_array_equal(one_row_frame[0], big[row])
@@ -60,7 +94,7 @@ def test_wire_and_parsed_history_give_the_same_matrix(
 def test_money_enters_in_months_of_the_base(fitted: CaseVectorizer, record: dict[str, Any]) -> None:
     record.update(province_code="32", decision_year=2024, medical_cost_yuan=125_102 / 12 * 2)
     frame = parse_record(record).frame.iloc[0].to_dict()
-    vector = dict(zip(FEATURE_NAMES, fitted.transform_record(frame)[0], strict=True))
+    vector = _vector_of(fitted, frame)
     assert vector["medical_cost_months"] == pytest.approx(2.0)
     assert vector["base_monthly_wage"] == pytest.approx(125_102 / 12)
 
@@ -70,10 +104,11 @@ def test_unknown_stays_missing_and_unseen_levels_are_reported(
 ) -> None:
     without_fraud = small_history[small_history["crime_type"] != "fraud"]
     vectorizer = CaseVectorizer().fit(without_fraud)
-    record.update(crime_type="fraud", harm_outcome="property_loss", disability_grade=None,
-                  household_size=None)  # fmt: skip
+    record.update(
+        crime_type="fraud", harm_outcome="property_loss", disability_grade=None, household_size=None
+    )
     frame = parse_record(record).frame.iloc[0].to_dict()
-    vector = dict(zip(FEATURE_NAMES, vectorizer.transform_record(frame)[0], strict=True))
+    vector = _vector_of(vectorizer, frame)
     assert np.isnan(vector["crime_type"])
     assert np.isnan(vector["household_size"])
     assert vectorizer.unseen_levels(frame) == {"crime_type": "fraud"}
