@@ -1,11 +1,12 @@
-"""The case-record contract (v1): the one definition of every field a case system sends.
+"""The case-record contract (v1.1): the one definition of every field a case system sends.
 
 Everything that reads case records (the ``validate`` command, the training pipeline, the
-API schemas) builds on :data:`FIELDS`, so the contract of ``shared/case-record.md`` is
-written down exactly once. :func:`parse_records` turns a raw table (text from CSV, native
-values from Parquet or JSON) into the canonical typed frame the rest of the project uses,
-and reports every value that breaks the contract as a :class:`Violation` naming the row,
-the field and the rule in plain words. Nothing is ever silently defaulted.
+API schemas) builds on :data:`FIELDS`, so the contract of ``docs/case-record.md`` is
+written down exactly once (a test checks the page and this module name the same fields).
+:func:`parse_records` turns a raw table (text from CSV, native values from Parquet or JSON)
+into the canonical typed frame the rest of the project uses, and reports every value that
+breaks the contract as a :class:`Violation` naming the row, the field and the rule in plain
+words. Nothing is ever silently defaulted.
 
 Canonical representation (what ``parse_records`` returns and the case vectors read):
 numbers, integers and booleans as ``float64`` (NaN = unknown, booleans 1.0/0.0), strings
@@ -16,6 +17,7 @@ joined by ``|`` (``""`` = the empty list, ``None`` = unknown).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,7 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CONTRACT_VERSION = "v1"
+CONTRACT_VERSIONS = ("1.0", "1.1")
+"""Every version of the contract a record may declare in ``contract_version``."""
+LATEST_VERSION = CONTRACT_VERSIONS[-1]
+"""The version a record follows when it declares none (docs/case-record.md describes it)."""
 
 
 class Kind(StrEnum):
@@ -64,11 +69,15 @@ class FieldSpec:
     maximum: float | None = None
     max_length: int | None = None
     description: str = ""
+    pattern: str | None = None  # a text field's values match this regular expression
+    pattern_text: str = ""  # ... which these words describe
+    since: str = "1.0"  # the contract version that added the field
+    added_values: tuple[str, ...] = ()  # enum values added after 1.0 (in LATEST_VERSION)
 
     def rule_text(self) -> str:
         """The field's constraint in plain words, for error messages and API docs."""
         if self.kind is Kind.STRING:
-            return f"a text of 1 to {self.max_length} characters"
+            return self.pattern_text or f"a text of 1 to {self.max_length} characters"
         if self.kind is Kind.INT:
             hi = "" if self.maximum is None else f" to {self.maximum:g}"
             return f"a whole number from {self.minimum:g}{hi}"
@@ -114,9 +123,11 @@ HARM_OUTCOMES_ZH = {
     "severe_injury": "重伤",
     "minor_injury": "轻伤",
     "slight_injury": "轻微伤",
+    "sexual_or_psychological": "性侵害或严重精神损害",
     "property_loss": "财产损失",
     "none": "无",
 }
+HARM_ADDED_IN_1_1 = ("sexual_or_psychological",)
 OFFENDER_STATUSES_ZH = {
     "able_to_pay": "有赔偿能力",
     "unable_to_pay": "无赔偿能力",
@@ -162,6 +173,7 @@ def _choice(
     *,
     required: bool = False,
     description: str = "",
+    added_values: tuple[str, ...] = (),
 ) -> FieldSpec:
     return FieldSpec(
         name,
@@ -172,6 +184,7 @@ def _choice(
         values=tuple(labels),
         labels_zh=tuple(labels.values()),
         description=description,
+        added_values=added_values,
     )
 
 
@@ -206,7 +219,49 @@ def _flag(name: str, zh: str, group: Group, description: str = "") -> FieldSpec:
 
 
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("case_id", Kind.STRING, True, "案件编号", _I, max_length=64),
+    FieldSpec(
+        "case_id",
+        Kind.STRING,
+        True,
+        "案件编号",
+        _I,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f\x7f]{1,64}$",
+        pattern_text="a text of 1 to 64 characters without control characters",
+    ),
+    _choice(
+        "contract_version",
+        "合同版本",
+        _I,
+        {version: version for version in CONTRACT_VERSIONS},
+        description=f"the contract version the record follows; empty = {LATEST_VERSION}",
+    ),
+    FieldSpec(
+        "person_key",
+        Kind.STRING,
+        False,
+        "人员标识（假名化）",
+        _I,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
+        pattern_text="64 lowercase hexadecimal characters: the keyed hash `aidrec pseudonymise` "
+        "makes of an ID number, never the ID number itself",
+        description="the applicant's person key: the victim's own, or the close relative's who "
+        "applies when the victim died; the key other departments' registries are joined on",
+        since="1.1",
+    ),
+    FieldSpec(
+        "office_code",
+        Kind.STRING,
+        False,
+        "办案检察院",
+        _I,
+        max_length=6,
+        pattern=r"^[0-9]{6}$",
+        pattern_text="the 6-digit administrative division code of the procuratorate that handles "
+        "the case (e.g. 320104); its first two digits are province_code",
+        since="1.1",
+    ),
     FieldSpec(
         "province_code",
         Kind.ENUM,
@@ -219,7 +274,16 @@ FIELDS: tuple[FieldSpec, ...] = (
     _whole("decision_year", "救助决定（或评估）年度", _I, 2014, 2035, required=True),
     _choice("crime_type", "案由", _I, CRIME_TYPES_ZH, required=True),
     _choice("applicant_role", "申请人身份", _I, APPLICANT_ROLES_ZH, required=True),
-    _choice("harm_outcome", "损害后果", _H, HARM_OUTCOMES_ZH, required=True),
+    _choice(
+        "harm_outcome",
+        "损害后果",
+        _H,
+        HARM_OUTCOMES_ZH,
+        required=True,
+        description="sexual_or_psychological: a sexual offence or serious psychological harm "
+        "without a graver physical injury (v1.1; v1 recorded it as none)",
+        added_values=HARM_ADDED_IN_1_1,
+    ),
     _whole(
         "disability_grade", "伤残等级", _H, 1, 10, description="1 is the most severe; null = none"
     ),
@@ -309,7 +373,8 @@ OUTCOME_NAMES: tuple[str, ...] = tuple(f.name for f in OUTCOME_FIELDS)
 REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in INPUT_FIELDS if f.required)
 ORACLE_PREFIX = "oracle_"
 """Columns a synthetic history adds (the true probabilities and amounts); not warned about."""
-INJURY_OUTCOMES = ("death", "severe_injury", "minor_injury", "slight_injury")
+GRADED_OUTCOMES = ("severe_injury", "minor_injury", "slight_injury", "sexual_or_psychological")
+"""Harms a disability grade (伤残等级, psychological disability included) is assessed for."""
 
 _TRUE_TEXT = {"true": 1.0, "True": 1.0, "1": 1.0, "false": 0.0, "False": 0.0, "0": 0.0}
 
@@ -364,6 +429,8 @@ def _parse_scalar(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
         text = str(value)
         if not 1 <= len(text) <= (spec.max_length or 64):
             return None, f"must be {spec.rule_text()} (got {len(text)} characters)"
+        if spec.pattern is not None and re.fullmatch(spec.pattern, text) is None:
+            return None, f"{_shown(value)} is not allowed; must be {spec.rule_text()}"
         return text, None
     if kind is Kind.ENUM:
         text = str(value).strip()
@@ -500,6 +567,9 @@ def _parse_column(spec: FieldSpec, raw: pd.Series) -> tuple[np.ndarray, dict[int
         text = raw.astype("object").where(~blank).map(lambda v: v if v is None else str(v))
         length = text.str.len().to_numpy(dtype="float64", na_value=np.nan)
         bad = ~blank & ((length < 1) | (length > (spec.max_length or 64)))
+        if spec.pattern is not None:
+            matches = text.str.fullmatch(spec.pattern).to_numpy(dtype=object)
+            bad |= ~blank & (matches != True)  # noqa: E712 - None (missing) is not a match
         problems = {
             int(i): _parse_scalar(spec, text.iloc[i])[1] or "invalid" for i in np.flatnonzero(bad)
         }
@@ -536,6 +606,13 @@ def _parse_column(spec: FieldSpec, raw: pd.Series) -> tuple[np.ndarray, dict[int
         for i in np.flatnonzero(np.isin(codes, bad_codes)):
             found[int(i)] = unique_problems[codes[i]] or "invalid"
     return out, found
+
+
+def unknown_column(name: str, rows: int) -> np.ndarray:
+    """A canonical column of ``rows`` unknown values of field ``name`` (NaN, or None for text)."""
+    if FIELD_BY_NAME[name].kind in (Kind.INT, Kind.NUMBER, Kind.BOOL):
+        return np.full(rows, np.nan)
+    return np.full(rows, None, dtype=object)
 
 
 def parse_records(raw: pd.DataFrame, *, scoring: bool = False) -> ParsedRecords:
@@ -585,8 +662,7 @@ def parse_records(raw: pd.DataFrame, *, scoring: bool = False) -> ParsedRecords:
     parsed: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.name not in raw.columns:
-            empty: Any = np.nan if spec.kind in (Kind.INT, Kind.NUMBER, Kind.BOOL) else None
-            parsed[spec.name] = np.full(n, empty, dtype="float64" if empty is not None else object)
+            parsed[spec.name] = unknown_column(spec.name, n)
             continue
         column = raw[spec.name]
         values, problems = _parse_column(spec, column)
@@ -634,13 +710,16 @@ def cross_field_problems(
         )
     harm = np.asarray(frame["harm_outcome"], dtype=object)
     grade = np.asarray(frame["disability_grade"], dtype=float)
-    injury = np.isin(harm, INJURY_OUTCOMES[1:])
-    for i in np.flatnonzero(~np.isnan(grade) & ~injury & pd.notna(harm)):
+    assessed = np.isin(harm, GRADED_OUTCOMES)
+    for i in np.flatnonzero(~np.isnan(grade) & ~assessed & pd.notna(harm)):
         yield (
             int(i),
             "disability_grade",
-            f"is only assessed for injuries, not for harm_outcome {harm[i]!r}",
+            f"is only assessed for injuries and sexual or psychological harm, not for "
+            f"harm_outcome {harm[i]!r}",
         )
+    yield from _office_problems(frame)
+    yield from _version_problems(frame)
     if not history:
         return
     granted = np.asarray(frame["aid_granted"], dtype=float)
@@ -651,6 +730,58 @@ def cross_field_problems(
         yield int(i), "aid_amount_yuan", "must be empty when aid_granted is false"
     for i in np.flatnonzero((granted == 1.0) & (amount == 0.0)):
         yield int(i), "aid_amount_yuan", "must be above 0 when aid_granted is true"
+
+
+def _office_problems(
+    frame: Mapping[str, Any] | pd.DataFrame,
+) -> Iterable[tuple[int, str, str]]:
+    """An office lies in the province that decides: office_code starts with province_code."""
+    if "office_code" not in frame:
+        return
+    office = pd.Series(np.asarray(frame["office_code"], dtype=object), dtype=object)
+    province = np.asarray(frame["province_code"], dtype=object)
+    known = office.notna().to_numpy() & pd.notna(province)
+    prefix = office.str[:2].to_numpy(dtype=object)
+    for i in np.flatnonzero(known & (prefix != province)):
+        yield (
+            int(i),
+            "office_code",
+            f"{office.iloc[i]!r} lies in province {prefix[i]!r}, but province_code is "
+            f"{province[i]!r}; the office code's first two digits must equal province_code",
+        )
+
+
+def _version_problems(
+    frame: Mapping[str, Any] | pd.DataFrame,
+) -> Iterable[tuple[int, str, str]]:
+    """A record that declares contract_version 1.0 uses nothing a later version added."""
+    if "contract_version" not in frame:
+        return
+    first = CONTRACT_VERSIONS[0]
+    old = np.asarray(frame["contract_version"], dtype=object) == first
+    if not old.any():
+        return
+    for spec in INPUT_FIELDS:
+        if spec.name not in frame or not (spec.since != first or spec.added_values):
+            continue
+        values = pd.Series(np.asarray(frame[spec.name], dtype=object), dtype=object)
+        if spec.since != first:
+            for i in np.flatnonzero(old & values.notna().to_numpy()):
+                yield (
+                    int(i),
+                    spec.name,
+                    f"is a field of contract {spec.since}; a record that declares "
+                    f"contract_version {first} must leave it empty",
+                )
+            continue
+        allowed = ", ".join(v for v in spec.values if v not in spec.added_values)
+        for i in np.flatnonzero(old & values.isin(spec.added_values).to_numpy()):
+            yield (
+                int(i),
+                spec.name,
+                f"{values.iloc[i]!r} is a value of contract {LATEST_VERSION}; a record that "
+                f"declares contract_version {first} must use one of {allowed}",
+            )
 
 
 def parse_record(record: Mapping[str, Any]) -> ParsedRecords:

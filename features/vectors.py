@@ -24,7 +24,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.contract import FIELD_BY_NAME, INPUT_NAMES, REGISTRY_FLAGS, Kind
+from features.contract import (
+    FIELD_BY_NAME,
+    INPUT_NAMES,
+    REGISTRY_FLAGS,
+    REQUIRED_NAMES,
+    Kind,
+    unknown_column,
+)
 from features.rules import RuleResults, compensation_in_hand, documented_loss, evaluate_rules
 from features.wages import WageTable
 
@@ -33,6 +40,7 @@ HARM_SEVERITY = {
     "property_loss": 0.0,
     "slight_injury": 1.0,
     "minor_injury": 2.0,
+    "sexual_or_psychological": 2.0,  # at least a minor injury: the harm is to the person
     "severe_injury": 3.0,
     "death": 4.0,
 }
@@ -90,11 +98,17 @@ FEATURE_NAMES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FIELDS
 
 
 def columns_from_frame(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Canonical columns (one array per input field) of a canonical frame."""
-    missing = [name for name in INPUT_NAMES if name not in frame.columns]
+    """Canonical columns (one array per input field) of a canonical frame.
+
+    An optional field the frame lacks is unknown on every row, as the contract reads it.
+    """
+    missing = [name for name in REQUIRED_NAMES if name not in frame.columns]
     if missing:
-        raise ValueError("records lack contract field(s): " + ", ".join(missing))
-    return {name: frame[name].to_numpy() for name in INPUT_NAMES}
+        raise ValueError("records lack required contract field(s): " + ", ".join(missing))
+    return {
+        name: frame[name].to_numpy() if name in frame.columns else unknown_column(name, len(frame))
+        for name in INPUT_NAMES
+    }
 
 
 def columns_from_records(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:

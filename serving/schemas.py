@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from features.contract import INPUT_FIELDS, FieldSpec, Kind
+from features.contract import INPUT_FIELDS, LATEST_VERSION, FieldSpec, Kind
 
 EXAMPLE_RECORD: dict[str, Any] = {
     "case_id": "320106-2025-0413",
     "province_code": "32",
+    "office_code": "320106",
     "decision_year": 2025,
     "crime_type": "intentional_injury",
     "applicant_role": "victim",
@@ -81,7 +82,7 @@ def _field(spec: FieldSpec) -> tuple[Any, Any]:
         if spec.maximum is not None:
             constraints["le"] = spec.maximum
     if spec.kind is Kind.STRING:
-        constraints.update(min_length=1, max_length=spec.max_length)
+        constraints.update(min_length=1, max_length=spec.max_length, pattern=spec.pattern)
     default = ... if spec.required else None
     return annotation, Field(default, description=description, **constraints)
 
@@ -89,7 +90,8 @@ def _field(spec: FieldSpec) -> tuple[Any, Any]:
 CaseRecord = create_model(  # type: ignore[call-overload]
     "CaseRecord",
     __config__=ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RECORD}),
-    __doc__="One case record of the contract (v1), outcome fields excluded: 案件记录。",
+    __doc__=f"One case record (contract {LATEST_VERSION}; docs/case-record.md), outcomes "
+    "excluded: 案件记录。",
     **{spec.name: _field(spec) for spec in INPUT_FIELDS},
 )
 

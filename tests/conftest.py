@@ -20,7 +20,7 @@ def small_history() -> pd.DataFrame:
 
 def wire_record(frame: pd.DataFrame, row: int) -> dict[str, Any]:
     """One row of a canonical frame as a JSON-style scoring record (inputs only)."""
-    return {name: wire_value(name, frame[name].iloc[row]) for name in INPUT_NAMES}
+    return {name: wire_value(name, frame[name].iloc[row]) for name in INPUT_NAMES if name in frame}
 
 
 @pytest.fixture

@@ -68,7 +68,8 @@ def test_every_answer_is_stored_and_readable_by_reviewers(api: dict[str, Any]) -
 
 
 def test_predictions_can_be_filtered_and_paged(api: dict[str, Any]) -> None:
-    answers = [_score(api, case_id="AUDIT-PAGE", province_code="44") for _ in range(3)]
+    guangdong = {"province_code": "44", "office_code": "440104"}
+    answers = [_score(api, case_id="AUDIT-PAGE", **guangdong) for _ in range(3)]
     client, auth = api["client"], headers(api, "reviewer")
     page = PredictionPage.model_validate(
         client.get(

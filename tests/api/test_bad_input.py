@@ -41,6 +41,16 @@ def _post(api: dict[str, Any], body: Any, **kwargs: Any) -> Any:
             "only assessed for injuries",
             "矛盾",
         ),
+        ({"office_code": "440104"}, "record.office_code", "province_code is '32'", "矛盾"),
+        ({"office_code": "32010"}, "record.office_code", "6-digit", "格式不符合要求"),
+        ({"person_key": "320106198001010011"}, "record.person_key", "hexadecimal", "格式"),
+        ({"case_id": "A\x00B"}, "record.case_id", "control characters", "格式不符合要求"),
+        (
+            {"contract_version": "1.0", "harm_outcome": "sexual_or_psychological"},
+            "record.harm_outcome",
+            "must use one of death",
+            "矛盾",
+        ),
     ],
 )
 def test_contract_violations_are_422_naming_field_and_rule(

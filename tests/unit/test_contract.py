@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,84 @@ def _problems(record: dict[str, Any], scoring: bool = True) -> dict[str, str]:
     return {v.field: v.rule for v in parsed.violations}
 
 
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "case-record.md"
+
+
 def test_the_contract_has_every_field_of_the_document() -> None:
-    assert len(FIELDS) == 33
+    text = DOCUMENT.read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| ") and not line.startswith("| field")
+    }
+    assert len(FIELDS) == 36
     assert len(OUTCOME_NAMES) == 4
     assert INPUT_NAMES[0] == "case_id"
+    for spec in FIELDS:
+        assert spec.name in rows, f"{spec.name} is not documented in {DOCUMENT.name}"
+        for value in spec.values if spec.name != "province_code" else ():
+            assert value in rows[spec.name], f"{spec.name}: value {value} is not documented"
+        if spec.since != "1.0":
+            assert "v1.1" in rows[spec.name], f"{spec.name}: not marked as v1.1"
+
+
+def test_a_v1_file_validates_unchanged(small_history: pd.DataFrame) -> None:
+    v1_columns = [spec.name for spec in FIELDS if spec.since == "1.0"]
+    v1 = small_history[[c for c in small_history.columns if c in v1_columns]]
+    assert "person_key" not in v1.columns and "office_code" not in v1.columns
+    parsed = parse_records(v1)
+    assert parsed.violations == []
+    assert parsed.frame["person_key"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"person_key": "11010519491231002X"}, "person_key", "64 lowercase hexadecimal"),
+        ({"person_key": "A" * 64}, "person_key", "64 lowercase hexadecimal"),
+        ({"office_code": "3201"}, "office_code", "6-digit"),
+        ({"office_code": "440104"}, "office_code", "first two digits must equal province_code"),
+        ({"case_id": "A\x00B"}, "case_id", "without control characters"),
+        ({"contract_version": "2.0"}, "contract_version", "one of 1.0, 1.1"),
+        (
+            {"contract_version": "1.0", "harm_outcome": "sexual_or_psychological"},
+            "harm_outcome",
+            "must use one of death, severe_injury, minor_injury, slight_injury, property_loss",
+        ),
+        (
+            {"contract_version": "1.0", "office_code": "320104"},
+            "office_code",
+            "a field of contract 1.1",
+        ),
+        (
+            {"harm_outcome": "property_loss", "disability_grade": 8},
+            "disability_grade",
+            "only assessed for injuries and sexual or psychological harm",
+        ),
+    ],
+)
+def test_v1_1_fields_are_checked(
+    record: dict[str, Any], change: dict[str, Any], field: str, words: str
+) -> None:
+    record.update(province_code="32", **change)
+    problems = _problems(record)
+    assert field in problems, problems
+    assert words in problems[field]
+
+
+def test_v1_1_values_are_accepted(record: dict[str, Any]) -> None:
+    record.update(
+        province_code="32",
+        office_code="320104",
+        person_key="0" * 63 + "f",
+        contract_version="1.1",
+        harm_outcome="sexual_or_psychological",
+        disability_grade=9,
+    )
+    assert _problems(record) == {}
+    record.update(contract_version="1.0", office_code=None, person_key=None, harm_outcome="none")
+    record.update(disability_grade=None)
+    assert _problems(record) == {}
 
 
 def test_a_valid_record_parses_to_canonical_values(record: dict[str, Any]) -> None:
