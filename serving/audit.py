@@ -39,6 +39,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from serving.answer_index import AnswerIndex, AnswerQuery, IndexedAnswer, define_tables, rebuild
+
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
@@ -70,6 +72,7 @@ head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+index = AnswerIndex(*define_tables(metadata))
 
 
 class AuditError(RuntimeError):
@@ -187,6 +190,15 @@ class AuditStore:
             with store.engine.begin() as connection:
                 if connection.execute(select(head.c.id)).first() is None:
                     connection.execute(insert(head).values(id=1, seq=0, hash=GENESIS))
+                stored = connection.execute(
+                    select(func.count()).where(records.c.kind == PREDICTION)
+                ).scalar()
+                indexed = connection.execute(
+                    select(func.count()).select_from(index.answers)
+                ).scalar()
+            if stored != indexed:  # a store from before the index, or one rebuilt by hand
+                log.info("indexing %d stored predictions (%d indexed)", stored, indexed)
+                store.reindex()
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot open the audit store: {exc}") from exc
         return store
@@ -200,7 +212,8 @@ class AuditStore:
         rows: list[dict[str, Any]] = [
             {
                 "kind": e.kind,
-                "record_id": e.record_id or str(uuid.uuid4()),
+                "record_id": e.record_id
+                or (e.prediction_id if e.kind == PREDICTION else str(uuid.uuid4())),
                 "prediction_id": e.prediction_id,
                 "caller": e.caller,
                 "case_id": e.case_id,
@@ -232,6 +245,11 @@ class AuditStore:
                         if moved != 1:
                             continue  # another writer appended first: retry on the new head
                         connection.execute(insert(records), rows)
+                        for row, entry in zip(rows, entries, strict=True):
+                            if entry.kind == PREDICTION:
+                                index.record_prediction(connection, row, entry.payload)
+                            else:
+                                index.record_review(connection, row, entry.payload)
                         return [_row_to_record(_Row(row)) for row in rows]
         except SQLAlchemyError as exc:
             raise AuditError(f"the audit store refused the record: {exc}") from exc
@@ -258,33 +276,32 @@ class AuditStore:
         return [_row_to_record(r) for r in rows]
 
     def predictions(
-        self,
-        case_id: str | None = None,
-        province_code: str | None = None,
-        flagged: bool | None = None,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
+        self, query: AnswerQuery, limit: int = 50, offset: int = 0
     ) -> tuple[list[AuditRecord], int]:
-        """A page of predictions (newest first) and the total that match."""
-        query = select(records).where(records.c.kind == PREDICTION)
-        if case_id is not None:
-            query = query.where(records.c.case_id == case_id)
-        if province_code is not None:
-            query = query.where(records.c.province_code == province_code)
-        if flagged is not None:
-            query = query.where(records.c.flagged == flagged)
-        if since is not None:
-            query = query.where(records.c.created_at >= since)
-        if until is not None:
-            query = query.where(records.c.created_at < until)
+        """A page of stored predictions that match ``query`` and the total that match."""
+        matching = index.select_ids(query)
         with self.engine.connect() as connection:
-            total = connection.execute(select(func.count()).select_from(query.subquery())).scalar()
-            rows = connection.execute(
-                query.order_by(records.c.seq.desc()).limit(limit).offset(offset)
-            ).all()
-        return [_row_to_record(r) for r in rows], int(total or 0)
+            total = connection.execute(select(func.count()).select_from(matching.subquery()))
+            ids = [
+                row.prediction_id
+                for row in connection.execute(matching.limit(limit).offset(offset))
+            ]
+            rows = connection.execute(select(records).where(records.c.record_id.in_(ids))).all()
+            count = int(total.scalar() or 0)
+        by_id = {row.record_id: _row_to_record(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id], count
+
+    def indexed(self, prediction_ids: Sequence[str]) -> dict[str, IndexedAnswer]:
+        """The searchable facts of some stored predictions (office, deviation, leads...)."""
+        with self.engine.connect() as connection:
+            return index.facts(connection, prediction_ids)
+
+    def reindex(self) -> int:
+        """Rebuild the answer index from the chain; returns the predictions indexed."""
+        with self.engine.begin() as connection:
+            chain = connection.execute(select(records).order_by(records.c.seq))
+            pairs = ((dict(row._mapping), json.loads(row.payload)) for row in chain.all())
+            return rebuild(index, connection, pairs)
 
     def reviewed_predictions(self) -> Iterator[tuple[AuditRecord, AuditRecord]]:
         """(prediction, its latest review) for every reviewed prediction, in chain order."""

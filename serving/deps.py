@@ -74,9 +74,13 @@ Model = Annotated[LoadedModel, Depends(current_model)]
 
 
 def stored_prediction(prediction_id: str, state: State, caller: Reviewer) -> AuditRecord:
-    """The stored prediction the path names, or 404 (the caller is a reviewer first)."""
+    """The stored prediction the path names, or 404.
+
+    Also 404 when it lies outside the caller's scope, exactly as if it did not exist.
+    """
     record = state.audit.prediction(prediction_id)
-    if record is None:
+    office = record.payload["request"]["record"].get("office_code") if record else None
+    if record is None or not caller.scope.covers(record.province_code, office):
         raise HTTPException(404, f"no prediction {prediction_id!r} (未找到该评分记录)")
     return record
 

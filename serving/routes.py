@@ -5,18 +5,15 @@ CPU work runs in plain ``def`` handlers (FastAPI's thread pool), never on the ev
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from features.contract import PROVINCE_CODES
 from serving import schemas, service
 from serving.deps import Admin, CaseSystem, Model, Reader, Reviewer, State, StoredPrediction
 from serving.deps import json_body as require_json
-from serving.errors import ContractViolation, problem
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -103,12 +100,6 @@ def get_prediction(stored: StoredPrediction, state: State) -> schemas.Prediction
     return service.prediction(state, stored)
 
 
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.UTC)
-
-
 @router.get(
     "/v1/predictions",
     response_model=schemas.PredictionPage,
@@ -117,31 +108,10 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     summary="Stored answers, newest first (评分记录查询)",
 )
 def list_predictions(
-    state: State,
-    _: Reviewer,
-    case_id: Annotated[str | None, Query(max_length=64, description="案件编号")] = None,
-    province_code: Annotated[str | None, Query(pattern=r"^\d{2}$", description="省份代码")] = None,
-    flagged: Annotated[bool | None, Query(description="any lead flagged")] = None,
-    since: Annotated[
-        dt.datetime | None, Query(alias="from", description="from (inclusive)")
-    ] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to", description="to (exclusive)")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    state: State, caller: Reviewer, filters: Annotated[schemas.PredictionFilters, Query()]
 ) -> schemas.PredictionPage:
-    """Filter by case, province, flag and time; paginated."""
-    if province_code is not None and province_code not in PROVINCE_CODES:
-        raise ContractViolation(
-            [
-                problem(
-                    ["query", "province_code"],
-                    f"{province_code!r} is not a province code",
-                    "省份代码无效",
-                )
-            ]
-        )
-    where = service.PredictionFilter(case_id, province_code, flagged, _aware(since), _aware(until))
-    return service.predictions(state, where, limit, offset)
+    """Filter by case, place, leads, deviation, review and time, inside the caller's scope."""
+    return service.predictions(state, caller, filters)
 
 
 @router.post(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from features.contract import INPUT_FIELDS, LATEST_VERSION, FieldSpec, Kind
+from features.contract import INPUT_FIELDS, LATEST_VERSION, PROVINCE_CODES, FieldSpec, Kind
 
 EXAMPLE_RECORD: dict[str, Any] = {
     "case_id": "320106-2025-0413",
@@ -300,11 +300,59 @@ class PredictionRecord(BaseModel):
     caller: str
     case_id: str
     province_code: str
+    office_code: str | None = None
     flagged: bool
     model_version: str
     request: dict[str, Any]
     response: dict[str, Any]
     reviews: list[ReviewOut] = []
+
+
+LeadName = Literal["judicial_aid", "social_assistance", "civil_support"]
+
+
+class PredictionFilters(BaseModel):
+    """What stored answers can be filtered and ordered by (the API's query and the page's form).
+
+    Every filter narrows the caller's scope; none widens it.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    case_id: str | None = Field(None, max_length=64, description="案件编号")
+    province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
+    office_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="办案检察院代码")
+    flagged: bool | None = Field(None, description="any lead flagged (有线索)")
+    lead: LeadName | None = Field(None, description="this lead flagged (线索类型)")
+    outside_interval: bool | None = Field(
+        None, description="the granted amount lies outside the 80 % interval (偏离区间)"
+    )
+    review_status: Literal["unreviewed", "accepted", "adjusted", "rejected"] | None = Field(
+        None, description="the latest review's decision (复核状态)"
+    )
+    since: dt.datetime | None = Field(None, alias="from", description="from (inclusive)")
+    until: dt.datetime | None = Field(None, alias="to", description="to (exclusive)")
+    order: Literal["newest", "lead_probability"] = Field(
+        "newest", description="newest first, or the highest probability of `order_lead` first"
+    )
+    order_lead: LeadName = "judicial_aid"
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=10_000_000)
+
+    @field_validator("province_code")
+    @classmethod
+    def _province(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVINCE_CODES:
+            raise ValueError(f"{value!r} is not a province code")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """A moment without an offset is UTC."""
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=dt.UTC)
 
 
 class PredictionPage(BaseModel):

@@ -1,9 +1,11 @@
 """API keys with roles. Keys are stored as SHA-256 hashes, never in clear.
 
 Roles: ``case_system`` scores, ``reviewer`` reads predictions and adds reviews, ``admin``
-reloads the model (and may do everything else). The embedded default creates one key per
-role on first start, in ``data_dir/api_keys.json`` (mode 600), and returns them once for the
-command line to print; a deployment writes its own file of ``{name, role, sha256}``.
+reloads the model (and may do everything else). Each key also has a scope (national, a
+province, a city or an office; ``serving.scopes``) that limits what it may read. The embedded
+default creates one national key per role on first start, in ``data_dir/api_keys.json``
+(mode 600), and returns them once for the command line to print; a deployment writes its own
+file of ``{name, role, sha256, scope}``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from serving.scopes import NATIONAL, Scope
 
 CASE_SYSTEM, REVIEWER, ADMIN = "case_system", "reviewer", "admin"
 ROLES = (CASE_SYSTEM, REVIEWER, ADMIN)
@@ -32,11 +36,12 @@ def key_hash(key: str) -> str:
 
 @dataclass(frozen=True)
 class ApiKey:
-    """One configured key (its hash)."""
+    """One configured key (its hash), its role and the part of the country it may read."""
 
     name: str
     role: str
     sha256: str
+    scope: Scope = NATIONAL
 
 
 class KeyRing:
@@ -51,11 +56,20 @@ class KeyRing:
         self.keys = keys
 
     @classmethod
+    def from_entries(cls, entries: list[dict[str, str]]) -> KeyRing:
+        """Keys from ``{name, role, sha256, scope}`` entries (scope optional: national)."""
+        return cls(
+            [
+                ApiKey(e["name"], e["role"], e["sha256"].lower(), Scope.parse(e.get("scope")))
+                for e in entries
+            ]
+        )
+
+    @classmethod
     def load(cls, path: Path) -> KeyRing:
         """Read a key file."""
         try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-            return cls([ApiKey(e["name"], e["role"], e["sha256"].lower()) for e in entries])
+            return cls.from_entries(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KeyFileError(f"{path}: cannot read the API keys: {exc}") from exc
 

@@ -9,10 +9,8 @@ what the metrics show.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from fastapi import HTTPException
@@ -21,6 +19,7 @@ from pydantic import ValidationError
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
 from serving import schemas
+from serving.answer_index import AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
 from serving.audit import PREDICTION, REVIEW, AuditEntry, AuditError, AuditRecord
 from serving.errors import ContractViolation, describe_error, problem
@@ -28,17 +27,6 @@ from serving.security import ApiKey
 from serving.state import ModelRefused, ServiceState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PredictionFilter:
-    """What a reviewer filters stored answers by."""
-
-    case_id: str | None = None
-    province_code: str | None = None
-    flagged: bool | None = None
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
 
 
 def _checked_columns(
@@ -204,6 +192,7 @@ def _prediction_out(
         caller=record.caller,
         case_id=record.case_id,
         province_code=record.province_code,
+        office_code=record.payload["request"]["record"].get("office_code"),
         flagged=record.flagged,
         model_version=record.model_version,
         request=record.payload["request"],
@@ -217,13 +206,29 @@ def prediction(state: ServiceState, stored: AuditRecord) -> schemas.PredictionRe
     return _prediction_out(stored, state.audit.reviews(stored.record_id))
 
 
-def predictions(
-    state: ServiceState, where: PredictionFilter, limit: int, offset: int
-) -> schemas.PredictionPage:
-    """A page of stored answers, newest first."""
-    records, total = state.audit.predictions(
-        where.case_id, where.province_code, where.flagged, where.since, where.until, limit, offset
+def answer_query(caller: ApiKey, filters: schemas.PredictionFilters) -> AnswerQuery:
+    """The index query of a caller's filters: always inside the caller's scope."""
+    return AnswerQuery(
+        scope=caller.scope,
+        case_id=filters.case_id,
+        province_code=filters.province_code,
+        office_code=filters.office_code,
+        flagged=filters.flagged,
+        lead_flagged=filters.lead,
+        outside_interval=filters.outside_interval,
+        review_status=filters.review_status,
+        since=filters.since,
+        until=filters.until,
+        order_by_lead=filters.order_lead if filters.order == "lead_probability" else None,
     )
+
+
+def predictions(
+    state: ServiceState, caller: ApiKey, filters: schemas.PredictionFilters
+) -> schemas.PredictionPage:
+    """A page of stored answers inside the caller's scope, newest (or likeliest) first."""
+    limit, offset = filters.limit, filters.offset
+    records, total = state.audit.predictions(answer_query(caller, filters), limit, offset)
     return schemas.PredictionPage(
         total=total, limit=limit, offset=offset, items=[_prediction_out(r) for r in records]
     )

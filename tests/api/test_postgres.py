@@ -11,23 +11,16 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import text
 
-from serving.audit import PREDICTION, AuditEntry, AuditStore, verify_chain
+from serving.answer_index import AnswerQuery
+from serving.audit import AuditEntry, AuditStore, verify_chain
+from tests.audit_payloads import answer_entry
 from tests.postgres import fresh_database
 
 pytestmark = pytest.mark.postgres
 
 
 def _entry(i: int) -> AuditEntry:
-    return AuditEntry(
-        PREDICTION,
-        f"p-{i}",
-        "test",
-        f"C-{i}",
-        "32",
-        i % 2 == 0,
-        "1",
-        {"request": {"i": i}, "response": {"yuan": 1000.5 + i}},
-    )
+    return answer_entry(i)
 
 
 def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
@@ -45,7 +38,7 @@ def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
             thread.join()
         report = verify_chain(stores[0].engine)
         assert report.ok and report.records == 80, report.message
-        page, total = stores[0].predictions(flagged=True, limit=100)
+        page, total = stores[0].predictions(AnswerQuery(flagged=True), limit=100)
         assert total == 40 and all(r.flagged for r in page)
         with stores[0].engine.begin() as connection:
             connection.execute(text("UPDATE audit_records SET caller = 'someone' WHERE seq = 17"))
