@@ -3,8 +3,9 @@
 Real histories cannot be published, so models are built and tested on histories generated
 here. The process, in the order it runs (all vectorised; ``rows`` rows from one seed):
 
-1. **Who and where.** Province by population (7th census, 2020), decision year with case
-   volume growing over the years, crime type from a national mix.
+1. **Who and where.** Province by population (7th census, 2020), the office (基层院) that
+   handles the case by its share of the province, the applicant's person key, decision year
+   with case volume growing over the years, crime type from a national mix.
 2. **Harm** conditional on the crime (homicide → death, fraud → property loss, ...); the
    applicant is a close relative when the victim died, otherwise mostly the victim (3 %
    witnesses/informants); age and sex conditional on the crime; disability grades for
@@ -28,25 +29,30 @@ here. The process, in the order it runs (all vectorised; ``rows`` rows from one 
    not caused by the case; civil support-prosecution follows a solvent or unknown offender
    and a vulnerable victim. Amounts, for granted cases: log(months) = a monotone function
    of harm, disability, expenses, uncovered loss (up) and compensation received (down) plus
-   hardship, plus the province's generosity, plus noise (σ = 0.45). They are capped at 36
-   months, or at the court award under the statutory exception, and rounded to 100 yuan.
+   hardship, plus the province's and the office's generosity, plus noise (σ = 0.45). They
+   are capped at 36 months, or at the court award under the statutory exception, and
+   rounded to 100 yuan.
    The scale is calibrated to the public figures: about 9,000 yuan per aided person,
    typical published cases around 35,000, rare joint awards near 300,000.
 
 The **oracle** columns give what the best possible model could know:
 ``oracle_p_judicial_aid``, ``oracle_p_social_assistance``, ``oracle_p_civil_support`` (the
 true probabilities, noise included) and two conditional medians of the amount in months
-(the best prediction under absolute error): ``oracle_amount_months_province`` knows the
-province's own practice; ``oracle_amount_months_national`` does not, and mixes over the
-provinces in the proportions in which they produce granted cases with these features
-(DESIGN.md, "One national standard": the amount model must not see the province).
+(the best prediction under absolute error): ``oracle_amount_months_local`` knows the
+province's and the office's own practice; ``oracle_amount_months_national`` does not, and
+mixes over the offices in the proportions in which they produce granted cases with these
+features (DESIGN.md, "One national standard": the amount model must not see the place).
 
-Regional practice (each province's lead readiness and generosity) is one fixed world,
-drawn from :data:`PRACTICE_SEED`, so that every seed samples cases from the same world.
+Regional practice (each province's lead readiness and generosity, each office's generosity:
+most near the norm, about 12 % markedly generous and as many markedly stingy, see
+:meth:`RegionalPractice.deviant_offices`) is one fixed world, drawn from
+:data:`PRACTICE_SEED`, so that every seed samples cases from the same world. Offices and
+person keys come from a random stream of their own, so adding them changed no other column.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -56,7 +62,6 @@ from scipy.special import expit, ndtr
 
 from features.contract import (
     CRIME_TYPES,
-    HARM_OUTCOMES,
     OFFENDER_STATUSES,
     PROVINCE_CODES,
     REGISTRY_FLAGS,
@@ -88,7 +93,16 @@ CRIME_MIX = np.array([
     0.24, 0.035, 0.02, 0.16, 0.03, 0.04, 0.13, 0.08, 0.04, 0.06, 0.03, 0.07, 0.065,
 ])  # fmt: skip
 
-# P(harm outcome | crime): death, severe, minor, slight, property_loss, none
+GENERATED_HARMS = (
+    "death",
+    "severe_injury",
+    "minor_injury",
+    "slight_injury",
+    "property_loss",
+    "none",
+)
+"""The harms the generator draws, in the column order of the tables below."""
+# P(harm outcome | crime), in the order of GENERATED_HARMS
 HARM_GIVEN_CRIME = np.array([
     [0.05, 0.25, 0.45, 0.21, 0.02, 0.02],  # intentional_injury
     [0.75, 0.20, 0.04, 0.01, 0.00, 0.00],  # intentional_homicide
@@ -132,26 +146,73 @@ AMOUNT_LOCATION = np.array([0.4, -0.75, -1.65, -2.3, -1.8, -2.8])
 LEAD_HARM = np.array([1.2, 0.9, 0.2, -0.6, -0.1, -2.0])
 
 
+OFFICES_PER_PROVINCE = (4, 12)
+"""Basic-level procuratorates per province in the synthetic world (fewest, most)."""
+DEVIANT_OFFICE_SHARE = 0.12
+"""Share of offices that are markedly generous, and (as many) markedly stingy."""
+DEVIANT_OFFICE_GENEROSITY = 0.45
+"""log(months) an office that deviates adds (generous) or removes (stingy)."""
+
+
 @dataclass(frozen=True)
 class RegionalPractice:
-    """Each province's practice: readiness to find each kind of lead, and generosity."""
+    """Each province's and office's practice: readiness to find leads, and generosity.
+
+    Offices (基层院) carry their own generosity on top of their province's: most are near the
+    norm, some markedly generous or stingy (what supervision of 同案不同救 should find).
+    """
 
     lead_readiness: np.ndarray
     social_readiness: np.ndarray
     civil_readiness: np.ndarray
-    generosity: np.ndarray  # added to log(months)
+    generosity: np.ndarray  # per province, added to log(months)
+    office_codes: tuple[str, ...]
+    office_province: np.ndarray  # each office's index into PROVINCE_CODES
+    office_share: np.ndarray  # each office's share of its province's cases
+    office_generosity: np.ndarray  # per office, added to its province's generosity
 
     @classmethod
     def default(cls) -> RegionalPractice:
         """The one fixed world every synthetic history is drawn from."""
         rng = np.random.default_rng(PRACTICE_SEED)
         k = len(PROVINCE_CODES)
-        return cls(
-            lead_readiness=rng.normal(0.0, 0.6, k),
-            social_readiness=rng.normal(0.0, 0.5, k),
-            civil_readiness=rng.normal(0.0, 0.5, k),
-            generosity=rng.normal(0.0, 0.25, k),
+        provinces = {
+            "lead_readiness": rng.normal(0.0, 0.6, k),
+            "social_readiness": rng.normal(0.0, 0.5, k),
+            "civil_readiness": rng.normal(0.0, 0.5, k),
+            "generosity": rng.normal(0.0, 0.25, k),
+        }
+        offices = np.random.default_rng([PRACTICE_SEED, 1])
+        codes, where, shares = [], [], []
+        for p, province in enumerate(PROVINCE_CODES):
+            count = int(offices.integers(OFFICES_PER_PROVINCE[0], OFFICES_PER_PROVINCE[1] + 1))
+            size = offices.dirichlet(np.full(count, 4.0))
+            for j in range(count):
+                codes.append(f"{province}{1 + j // 3:02d}{2 * (j % 3) + 2:02d}")
+                where.append(p)
+                shares.append(size[j])
+        n = len(codes)
+        u = offices.random(n)
+        deviation = np.select(
+            [u < DEVIANT_OFFICE_SHARE, u > 1 - DEVIANT_OFFICE_SHARE],
+            [DEVIANT_OFFICE_GENEROSITY, -DEVIANT_OFFICE_GENEROSITY],
+            0.0,
         )
+        return cls(
+            **provinces,
+            office_codes=tuple(codes),
+            office_province=np.asarray(where),
+            office_share=np.asarray(shares),
+            office_generosity=deviation + offices.normal(0.0, 0.05, n),
+        )
+
+    def deviant_offices(self) -> dict[str, str]:
+        """The offices made markedly generous or stingy: code → ``generous`` or ``stingy``."""
+        return {
+            code: "generous" if g > 0 else "stingy"
+            for code, g in zip(self.office_codes, self.office_generosity, strict=True)
+            if abs(g) >= DEVIANT_OFFICE_GENEROSITY / 2
+        }
 
 
 def _choose(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
@@ -190,21 +251,51 @@ def _mixture_median_offset(
 def national_median_offset(
     lead_logit: np.ndarray, practice: RegionalPractice, grid_size: int = 801
 ) -> np.ndarray:
-    """Offset of the province-blind median of log(months) for rows with a given lead logit.
+    """Offset of the place-blind median of log(months) for rows with a given lead logit.
 
-    Among granted cases with the same features, a province's share is proportional to its
-    population times its probability of granting (with label noise); the amounts are then a
-    mixture of the provinces' log-normal practices. The median depends on the features only
-    through the lead logit, so it is computed on a grid and interpolated.
+    Among granted cases with the same features, an office's share is proportional to its
+    province's population times its share of the province's cases times the province's
+    probability of granting (with label noise); the amounts are then a mixture of the offices'
+    log-normal practices (province and office generosity). The median depends on the features
+    only through the lead logit, so it is computed on a grid and interpolated.
     """
     grid = np.linspace(-12.0, 12.0, grid_size)
+    province = practice.office_province
     granted = LABEL_NOISE + (1 - 2 * LABEL_NOISE) * expit(
-        grid[:, None] + practice.lead_readiness[None, :]
+        grid[:, None] + practice.lead_readiness[province][None, :]
     )
-    weights = POPULATION_MILLIONS[None, :] * granted
+    weights = (POPULATION_MILLIONS[province] * practice.office_share)[None, :] * granted
     weights /= weights.sum(axis=1, keepdims=True)
-    offsets = _mixture_median_offset(weights, practice.generosity, AMOUNT_NOISE_SIGMA)
+    local = practice.generosity[province] + practice.office_generosity
+    offsets = _mixture_median_offset(weights, local, AMOUNT_NOISE_SIGMA)
     return np.interp(np.clip(lead_logit, grid[0], grid[-1]), grid, offsets)
+
+
+def _office_and_person(
+    rng: np.random.Generator, case: Latent, world: RegionalPractice, seed: int
+) -> Latent:
+    """The office that handles each case and the applicant's person key.
+
+    The office is drawn by its share of the province; the person key stands in for the keyed
+    hash of an ID number. Both come from a random stream of their own.
+    """
+    n = len(case["province_index"])
+    office_index = np.empty(n, dtype=int)
+    for p in np.unique(case["province_index"]):
+        rows = np.flatnonzero(case["province_index"] == p)
+        offices = np.flatnonzero(world.office_province == p)
+        share = world.office_share[offices] / world.office_share[offices].sum()
+        office_index[rows] = rng.choice(offices, len(rows), p=share)
+    prefix = hashlib.sha256(f"aidrec-synthetic-person:{seed}".encode()).hexdigest()[:8]
+    keys = np.array(
+        [hashlib.sha256(f"{prefix}:{row}".encode()).hexdigest() for row in rng.permutation(n)],
+        dtype=object,
+    )
+    return {
+        "office_index": office_index,
+        "office": np.asarray(world.office_codes, dtype=object)[office_index],
+        "person_key": keys,
+    }
 
 
 Latent = dict[str, np.ndarray]
@@ -232,6 +323,7 @@ def generate_history(
     world = practice or RegionalPractice.default()
     rng = np.random.default_rng(seed)
     case = _who_and_where(rng, rows, years, wages)
+    case |= _office_and_person(np.random.default_rng([seed, 1]), case, world, seed)
     case |= _harm_and_victim(rng, case)
     case |= _money_in_months(rng, case)
     case |= _hardship(rng, case)
@@ -316,7 +408,7 @@ def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
     urgent = np.where(injured, (rng.random(n) < urgency).astype(float), 0.0)
     return {
         "harm_index": harm_index,
-        "harm": np.asarray(HARM_OUTCOMES, dtype=object)[harm_index],
+        "harm": np.asarray(GENERATED_HARMS, dtype=object)[harm_index],
         "death": death,
         "severe": severe,
         "minor": minor,
@@ -340,7 +432,7 @@ def _money_in_months(rng: np.random.Generator, case: Latent) -> Latent:
     medical_m = np.where(death & (rng.random(n) < 0.4), 0.0, medical_m)
     medical_m += np.where(~np.isnan(grade), (11 - np.nan_to_num(grade)) * 0.3, 0)
     expense_m = _lognormal(rng, EXPENSE_MEDIAN[harm_index], 0.7)
-    property_harm = harm_index == HARM_OUTCOMES.index("property_loss")
+    property_harm = harm_index == GENERATED_HARMS.index("property_loss")
     loss_median = np.select(
         [_is_crime(case, "illegal_fundraising"), _is_crime(case, "wage_arrears")], [8.0, 2.5], 2.0
     )
@@ -463,7 +555,9 @@ def _case_card(rng: np.random.Generator, case: Latent, seed: int) -> dict[str, n
     numbers = np.char.zfill(np.arange(1, n + 1).astype(str), 8)
     record = {
         "case_id": np.char.add(f"SYN{seed}-", numbers).astype(object),
+        "person_key": case["person_key"],
         "province_code": case["province"],
+        "office_code": case["office"],
         "decision_year": case["year"],
         "crime_type": case["crime"],
         "applicant_role": case["role"],
@@ -590,7 +684,7 @@ def _decide_outcomes(
     granted = rng.random(len(base)) < p_lead
     location = _amount_location(facts, case["harm_index"])
     cap_months = _cap_months(record, facts, base)
-    generosity = world.generosity[province_index]
+    generosity = world.generosity[province_index] + world.office_generosity[case["office_index"]]
     noise = AMOUNT_NOISE_SIGMA * rng.standard_normal(len(base))
     amount_m = np.minimum(np.exp(location + generosity + noise), cap_months)
     amount_yuan = np.maximum(np.round(amount_m * base / 100.0) * 100.0, 100.0)
@@ -607,7 +701,7 @@ def _decide_outcomes(
         "oracle_p_judicial_aid": p_lead,
         "oracle_p_social_assistance": p_social,
         "oracle_p_civil_support": p_civil,
-        "oracle_amount_months_province": np.minimum(np.exp(location + generosity), cap_months),
+        "oracle_amount_months_local": np.minimum(np.exp(location + generosity), cap_months),
         "oracle_amount_months_national": np.minimum(np.exp(national), cap_months),
     }
     return outcomes, oracle

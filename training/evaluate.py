@@ -176,7 +176,7 @@ def evaluate_amount(
     # the oracle that knows each province's own practice shows what one national standard costs
     for column, key in (
         (bundle.config.amount.oracle, "oracle"),
-        ("oracle_amount_months_province", "oracle_with_province"),
+        ("oracle_amount_months_local", "oracle_with_local_practice"),
     ):
         if column in holdout.columns:
             oracle = holdout[column].to_numpy(dtype=float)[granted] * base

@@ -80,7 +80,7 @@ def test_oracle_probabilities_are_calibrated(history: pd.DataFrame) -> None:
 def test_oracle_amounts_are_conditional_medians(history: pd.DataFrame, base: np.ndarray) -> None:
     granted = (history["aid_granted"] == 1.0).to_numpy()
     months = history["aid_amount_yuan"].to_numpy()[granted] / base[granted]
-    for column in ("oracle_amount_months_province", "oracle_amount_months_national"):
+    for column in ("oracle_amount_months_local", "oracle_amount_months_national"):
         oracle = history[column].to_numpy()[granted]
         below = months < oracle
         assert abs(below.mean() - 0.5) < 0.02, column
@@ -91,9 +91,9 @@ def test_oracle_amounts_are_conditional_medians(history: pd.DataFrame, base: np.
     # knowing the province's practice helps; the province-blind oracle is the harder target
     mae = {
         c: np.mean(np.abs(months - history[c].to_numpy()[granted]))
-        for c in ("oracle_amount_months_province", "oracle_amount_months_national")
+        for c in ("oracle_amount_months_local", "oracle_amount_months_national")
     }
-    assert mae["oracle_amount_months_province"] < mae["oracle_amount_months_national"]
+    assert mae["oracle_amount_months_local"] < mae["oracle_amount_months_national"]
 
 
 def test_sex_does_not_drive_the_amount(history: pd.DataFrame) -> None:
@@ -102,3 +102,35 @@ def test_sex_does_not_drive_the_amount(history: pd.DataFrame) -> None:
     ]
     by_sex = granted.groupby("victim_sex")["oracle_amount_months_national"].median()
     assert abs(by_sex["female"] / by_sex["male"] - 1) < 0.15
+
+
+def test_offices_lie_in_their_province_and_some_deviate(
+    history: pd.DataFrame, base: np.ndarray
+) -> None:
+    from features.contract import parse_records
+    from features.synthetic import RegionalPractice
+
+    assert parse_records(history.head(2_000)).violations == []  # office and person key valid
+    office = history["office_code"].to_numpy(object)
+    assert all(o[:2] == p for o, p in zip(office, history["province_code"], strict=True))
+    assert history["person_key"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert history["person_key"].is_unique
+    deviant = RegionalPractice.default().deviant_offices()
+    assert {"generous", "stingy"} == set(deviant.values())
+    granted = (history["aid_granted"] == 1.0).to_numpy()
+    months = history["aid_amount_yuan"].to_numpy()[granted] / base[granted]
+    ratio = pd.Series(
+        np.log(months / history["oracle_amount_months_national"].to_numpy()[granted]),
+        index=office[granted],
+    )
+    by_office = ratio.groupby(level=0).agg(["median", "count"])
+    by_office = by_office[by_office["count"] >= 40]
+    usual = ratio[~ratio.index.isin(list(deviant))]
+    province = usual.groupby(usual.index.str[:2]).median()
+    checked = 0
+    for code, kind in deviant.items():
+        if code in by_office.index:  # against its province's usual offices
+            gap = by_office.loc[code, "median"] - province[code[:2]]
+            assert (gap > 0.2) if kind == "generous" else (gap < -0.2), (code, gap)
+            checked += 1
+    assert checked >= 20
