@@ -9,8 +9,8 @@ hardship, and then never above what a court awarded).
 Each :class:`Rule` has an id, a Chinese and an English text, the fields it reads and a
 vectorised test over canonical columns (see ``features.contract``). Rules are applied
 before any model and reported as hits beside the model's numbers, never hidden in them.
-The thresholds below are this project's reading of the rules' words ("major loss",
-"hardship"); they are named constants so a deployment can see and change them.
+The thresholds are this project's reading of the rules' words ("major loss", "hardship"):
+:class:`RuleConstants`, which a deployment's policy file can change.
 """
 
 from __future__ import annotations
@@ -30,12 +30,22 @@ Columns = Mapping[str, np.ndarray]
 NO_COMPENSATION_OBTAINABLE = ("unable_to_pay", "deceased", "unidentified")
 LOW_INCOME_RECOGNISED = ("dibao", "tekun", "marginal", "poverty_monitoring")
 SEVERE_LOW_INCOME = ("dibao", "tekun")
-HARDSHIP_INCOME_SHARE = 0.30
-"""Household income per head below this share of the monthly base counts as hardship."""
-MAJOR_PROPERTY_LOSS_MONTHS = 6.0
-"""A property loss of at least this many months of the base counts as major."""
-GRAVE_DISABILITY_GRADE = 2
-"""Disability grades 1..2 (or death) count as especially grave loss for the exception."""
+
+
+@dataclass(frozen=True)
+class RuleConstants:
+    """This project's reading of the rules' vague words, as numbers a deployment can change.
+
+    The defaults are the project's reading; a policy file (``training.policy``) may set
+    others, and the case vectors and every rule verdict then use those.
+    """
+
+    hardship_income_share: float = 0.30
+    """Household income per head below this share of the monthly base counts as hardship."""
+    major_property_loss_months: float = 6.0
+    """A property loss of at least this many months of the base counts as major."""
+    grave_disability_grade: int = 2
+    """Disability grades 1..this (or death) count as especially grave loss for the exception."""
 
 
 class RuleKind(StrEnum):
@@ -96,17 +106,20 @@ def compensation_in_hand(columns: Columns) -> np.ndarray:
     )
 
 
-def hardship_signals(columns: Columns, base_monthly_wage: np.ndarray) -> np.ndarray:
+def hardship_signals(
+    columns: Columns, base_monthly_wage: np.ndarray, constants: RuleConstants
+) -> np.ndarray:
     """How many hardship signals a clerk would accept each case shows (0 = none).
 
     The signals: a recognised low-income status, income per head below
-    HARDSHIP_INCOME_SHARE of the base, each other department's registry, no labour capacity.
+    ``constants.hardship_income_share`` of the base, each other department's registry, no
+    labour capacity.
     """
     income = _col(columns, "monthly_household_income_yuan").astype(float)
     size = _col(columns, "household_size").astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         low_income = income / np.where(np.isnan(size), 1.0, size) < (
-            HARDSHIP_INCOME_SHARE * base_monthly_wage
+            constants.hardship_income_share * base_monthly_wage
         )
     flags = _col(columns, "registry_flags").astype(object)
     registries = np.array([len(f.split("|")) if f else 0 for f in flags], dtype=float)
@@ -128,6 +141,7 @@ class RuleInputs:
     columns: Columns
     base: np.ndarray
     hardship: np.ndarray  # bool: at least one hardship signal
+    constants: RuleConstants
 
 
 def _fully_compensated(r: RuleInputs) -> np.ndarray:
@@ -170,7 +184,7 @@ def _cat_dependants(r: RuleInputs) -> np.ndarray:
 def _cat_property(r: RuleInputs) -> np.ndarray:
     columns, base = r.columns, r.base
     loss = _money(columns, "economic_loss_yuan")
-    major = loss >= MAJOR_PROPERTY_LOSS_MONTHS * base
+    major = loss >= r.constants.major_property_loss_months * base
     return (
         _among(columns, "harm_outcome", ("property_loss",))
         & major
@@ -195,7 +209,9 @@ def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
     """Especially grave loss, especially severe hardship, and a court award above 36 months."""
     columns, base = r.columns, r.base
     grade = _col(columns, "disability_grade").astype(float)
-    grave = _among(columns, "harm_outcome", ("death",)) | (grade <= GRAVE_DISABILITY_GRADE)
+    grave = _among(columns, "harm_outcome", ("death",)) | (
+        grade <= r.constants.grave_disability_grade
+    )
     severe = _among(columns, "low_income_status", SEVERE_LOW_INCOME) | (
         _among(columns, "labor_capacity", ("none",))
         & (np.nan_to_num(_col(columns, "dependants").astype(float)) > 0)
@@ -301,7 +317,7 @@ RULES: tuple[Rule, ...] = (
         "ART7_MAJOR_PROPERTY_LOSS",
         RuleKind.CATEGORY,
         "因犯罪侵害遭受重大财产损失，无法获得赔偿，生活困难（细则第七条）",
-        f"Major property loss (at least {MAJOR_PROPERTY_LOSS_MONTHS:g} months of the base) from a "
+        "Major property loss (at least the policy's months of the base, 6 by default) from a "
         "crime, no compensation obtainable, and in hardship (Art. 7)",
         ("harm_outcome", "economic_loss_yuan", "offender_status", "low_income_status"),
         _cat_property,
@@ -379,11 +395,14 @@ class RuleResults:
         return [rule_id for rule_id, mask in self.hits.items() if mask[row]]
 
 
-def evaluate_rules(columns: Columns, base_monthly_wage: np.ndarray) -> RuleResults:
+def evaluate_rules(
+    columns: Columns, base_monthly_wage: np.ndarray, constants: RuleConstants | None = None
+) -> RuleResults:
     """Evaluate every rule on canonical columns with the rows' monthly wage base."""
     base = np.asarray(base_monthly_wage, dtype=float)
-    signals = hardship_signals(columns, base)
-    inputs = RuleInputs(columns, base, signals > 0)
+    constants = constants or RuleConstants()
+    signals = hardship_signals(columns, base, constants)
+    inputs = RuleInputs(columns, base, signals > 0, constants)
     hits = {rule.id: np.asarray(rule.test(inputs), dtype=bool) for rule in RULES}
     excluded = np.zeros(len(base), dtype=bool)
     categories = np.zeros(len(base))

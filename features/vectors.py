@@ -32,7 +32,13 @@ from features.contract import (
     Kind,
     unknown_column,
 )
-from features.rules import RuleResults, compensation_in_hand, documented_loss, evaluate_rules
+from features.rules import (
+    RuleConstants,
+    RuleResults,
+    compensation_in_hand,
+    documented_loss,
+    evaluate_rules,
+)
 from features.wages import WageTable
 
 HARM_SEVERITY = {
@@ -166,10 +172,15 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
 
     Args:
         wage_table_path: the wage table file; ``None`` uses the one shipped with the project.
+        rule_constants: the reading of the rules' vague words the rule features (hardship,
+            exclusions, categories) and the rule verdicts use; ``None``: the defaults.
     """
 
-    def __init__(self, wage_table_path: str | None = None) -> None:
+    def __init__(
+        self, wage_table_path: str | None = None, rule_constants: RuleConstants | None = None
+    ) -> None:
         self.wage_table_path = wage_table_path
+        self.rule_constants = rule_constants
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> CaseVectorizer:
         """Learn the category levels seen in the history and load the wage table."""
@@ -222,7 +233,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "categories_")
         wage = self.wage_base(columns)
         base = wage.monthly
-        rules = evaluate_rules(columns, base)
+        rules = evaluate_rules(columns, base, self.rule_constants)
 
         def months(name: str) -> np.ndarray:
             return np.asarray(columns[name], dtype=float) / base

@@ -25,9 +25,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.rules import (
-    HARDSHIP_INCOME_SHARE,
     LOW_INCOME_RECOGNISED,
     NO_COMPENSATION_OBTAINABLE,
+    RuleConstants,
     compensation_in_hand,
 )
 from features.vectors import CATEGORICAL_FIELDS, columns_from_frame
@@ -70,7 +70,9 @@ def recall_at_budget(label: np.ndarray, score: np.ndarray, budget: float) -> flo
     return float(label[order[:k]].sum() / max(label.sum(), 1))
 
 
-def rule_screen(history: pd.DataFrame, base: np.ndarray) -> dict[str, np.ndarray]:
+def rule_screen(
+    history: pd.DataFrame, base: np.ndarray, constants: RuleConstants | None = None
+) -> dict[str, np.ndarray]:
     """The fixed filters offices use today, one per lead kind (1 = flagged)."""
     columns = columns_from_frame(history)
     harm = history["harm_outcome"].to_numpy(dtype=object)
@@ -79,7 +81,8 @@ def rule_screen(history: pd.DataFrame, base: np.ndarray) -> dict[str, np.ndarray
     size = np.nan_to_num(history["household_size"].to_numpy(dtype=float), nan=1.0)
     low_status = np.isin(history["low_income_status"].to_numpy(dtype=object), LOW_INCOME_RECOGNISED)
     with np.errstate(invalid="ignore"):
-        low_income = low_status | (income / size < HARDSHIP_INCOME_SHARE * base)
+        share = (constants or RuleConstants()).hardship_income_share
+        low_income = low_status | (income / size < share * base)
     severe = np.isin(harm, ("death", "severe_injury"))
     uncompensated = np.isin(offender, NO_COMPENSATION_OBTAINABLE) | (
         compensation_in_hand(columns) == 0
@@ -202,7 +205,7 @@ def evaluate_leads(
     """Discrimination, calibration (raw and calibrated) and recall at a review budget."""
     metrics: dict[str, float] = {}
     curves: dict[str, Any] = {}
-    screens = rule_screen(holdout, scores.base_monthly_wage)
+    screens = rule_screen(holdout, scores.base_monthly_wage, bundle.vectorizer.rule_constants)
     for name, lead in bundle.leads.items():
         target = bundle.config.targets[name]
         label = holdout[target.label].to_numpy(dtype=float)

@@ -9,9 +9,9 @@ import pytest
 
 from features.contract import parse_record
 from features.rules import (
-    MAJOR_PROPERTY_LOSS_MONTHS,
     RULES,
     EligibilityStatus,
+    RuleConstants,
     evaluate_rules,
     rule_hits,
 )
@@ -41,11 +41,13 @@ def _case(**changes: Any) -> dict[str, Any]:
     return case
 
 
-def _hits(case: dict[str, Any]) -> tuple[set[str], str, float]:
+def _hits(
+    case: dict[str, Any], constants: RuleConstants | None = None
+) -> tuple[set[str], str, float]:
     parsed = parse_record(case)
     assert parsed.violations == [], parsed.violations
     columns = {c: parsed.frame[c].to_numpy() for c in parsed.frame.columns}
-    results = evaluate_rules(columns, np.array([BASE]))
+    results = evaluate_rules(columns, np.array([BASE]), constants)
     return set(results.rule_ids(0)), str(results.status[0]), float(results.ceiling_yuan[0])
 
 
@@ -117,6 +119,10 @@ def test_hardship_from_income_per_head_boundary() -> None:
     assert rule in _hits({**case, "monthly_household_income_yuan": 5_999})[0]
     assert rule not in _hits({**case, "monthly_household_income_yuan": 6_000})[0]
     assert rule in _hits({**case, "registry_flags": ["serious_illness"]})[0]
+    # a policy that reads "hardship" as below 40 % of the base moves the boundary with it
+    wider = RuleConstants(hardship_income_share=0.40)
+    assert rule in _hits({**case, "monthly_household_income_yuan": 7_999}, wider)[0]
+    assert rule not in _hits({**case, "monthly_household_income_yuan": 8_000}, wider)[0]
 
 
 def test_urgent_medical_need() -> None:
@@ -147,7 +153,7 @@ def test_dependants_of_a_deceased_victim() -> None:
 def test_major_property_loss_boundary() -> None:
     rule = "ART7_MAJOR_PROPERTY_LOSS"
     case = _case(crime_type="fraud", harm_outcome="property_loss", **NO_COMPENSATION, **HARDSHIP)
-    boundary = MAJOR_PROPERTY_LOSS_MONTHS * BASE
+    boundary = RuleConstants().major_property_loss_months * BASE
     assert rule in _hits({**case, "economic_loss_yuan": boundary})[0]
     assert rule not in _hits({**case, "economic_loss_yuan": boundary - 1})[0]
 
