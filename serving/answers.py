@@ -54,7 +54,12 @@ class LoadedModel:
     @property
     def ref(self) -> schemas.ModelRef:
         """Which registered version this is, for answers and the audit trail."""
-        return schemas.ModelRef(name=self.name, version=self.version, run_id=self.run_id)
+        return schemas.ModelRef(
+            name=self.name,
+            version=self.version,
+            run_id=self.run_id,
+            policy_version=self.bundle.policy.version,
+        )
 
     def card(self) -> schemas.ModelCard:
         """The model card of this version."""
@@ -90,9 +95,9 @@ def _leads(bundle: ModelBundle, scores: Scores, i: int) -> dict[str, schemas.Lea
         name: schemas.Lead(
             probability=float(scores.lead_probability[name][i]),
             flagged=bool(scores.lead_flagged[name][i]),
-            threshold=lead.threshold,
+            threshold=threshold,
         )
-        for name, lead in bundle.leads.items()
+        for name, threshold in bundle.lead_thresholds.items()
     }
 
 

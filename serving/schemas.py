@@ -125,11 +125,12 @@ class BatchRequest(BaseModel):
 
 
 class ModelRef(BaseModel):
-    """Which registered version answered."""
+    """Which registered version answered, and under which policy."""
 
     name: str
     version: str
     run_id: str
+    policy_version: str = Field(description="the policy (thresholds, rules' reading) it used")
 
 
 class WageBaseOut(BaseModel):
@@ -383,6 +384,7 @@ class ModelCard(BaseModel):
     features: dict[str, list[str]]
     monotone_constraints: dict[str, int]
     flag_thresholds: dict[str, float]
+    policy: dict[str, Any] = Field(description="the policy this version answers with")
     loaded_at: dt.datetime
 
 

@@ -11,9 +11,10 @@ and returns every number of the answer as arrays, with one model call per booste
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -30,6 +31,7 @@ from features.vectors import (
     columns_from_frame,
 )
 from training.config import TrainingConfig
+from training.policy import Policy
 
 REFERENCE_AMOUNT = "reference_amount"
 """The name of the amount target, beside the lead names."""
@@ -144,7 +146,6 @@ class LeadModel:
     columns: np.ndarray
     booster: lgb.Booster
     calibrator: Calibrator
-    threshold: float
 
     def raw_probability(self, matrix: np.ndarray) -> np.ndarray:
         """The booster's own probability."""
@@ -346,10 +347,26 @@ class ModelBundle:
 
     vectorizer: CaseVectorizer
     config: TrainingConfig
+    policy: Policy
     amount: AmountModel
     leads: dict[str, LeadModel]
     index: SimilarCaseIndex
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lead_thresholds(self) -> dict[str, float]:
+        """At or above these calibrated probabilities a lead is flagged (the policy's)."""
+        return {name: self.policy.lead_thresholds[name] for name in self.leads}
+
+    def with_policy(self, policy: Policy) -> ModelBundle:
+        """The same boosters, index and pipeline answering under another policy.
+
+        The policy's reading of the rules reaches the case vectors too (the rule features),
+        so the new bundle must pass the promotion gate like any other challenger.
+        """
+        vectorizer = copy.deepcopy(self.vectorizer).set_params(rule_constants=policy.rules)
+        metadata = {**self.metadata, "policy": policy.summary()}
+        return replace(self, vectorizer=vectorizer, policy=policy, metadata=metadata)
 
     @property
     def feature_names(self) -> list[str]:
@@ -373,7 +390,8 @@ class ModelBundle:
         ceiling_months = rules.ceiling_yuan / base
         months = np.minimum(median, ceiling_months)
         probability = {name: lead.probability(matrix) for name, lead in self.leads.items()}
-        flagged = {name: probability[name] >= lead.threshold for name, lead in self.leads.items()}
+        thresholds = self.lead_thresholds
+        flagged = {name: probability[name] >= thresholds[name] for name in self.leads}
         return Scores(
             case_id=np.asarray(columns["case_id"], dtype=object),
             matrix=matrix,
@@ -448,5 +466,6 @@ class ModelBundle:
                 **{name: list(lead.features) for name, lead in self.leads.items()},
             },
             "monotone_constraints": dict(self.config.amount.monotone),
-            "flag_thresholds": {name: lead.threshold for name, lead in self.leads.items()},
+            "flag_thresholds": self.lead_thresholds,
+            "policy": self.policy.summary(),
         }

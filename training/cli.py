@@ -18,6 +18,7 @@ from features.tables import TableError, iter_table_chunks, read_table, table_for
 from features.wages import WageTable, WageTableError
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_bundle
+from training.policy import load_policy
 from training.pyfunc import score_table
 from training.registry import (
     CHALLENGER,
@@ -79,6 +80,9 @@ def train(
     ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="history file (CSV or Parquet) with outcomes")],
     config: Annotated[Path | None, typer.Option(help="training config YAML")] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="policy YAML (default: training/config/policy.yaml)")
+    ] = None,
     drop_invalid: Annotated[
         bool, typer.Option("--drop-invalid", help="train on the valid rows of a flawed file")
     ] = False,
@@ -92,6 +96,7 @@ def train(
     wage_table = str(settings.wage_table) if settings.wage_table else None
     try:
         training_config = load_config(config)
+        training_policy = load_policy(policy)
         if rows_if_missing and not data.exists():
             log.info("%s is absent: generating %d synthetic cases", data, rows_if_missing)
             history = generate_history(
@@ -108,7 +113,9 @@ def train(
                 log.info(message)
                 bar.update(1)
 
-            bundle, split = train_bundle(history, training_config, wage_table, progress)
+            bundle, split = train_bundle(
+                history, training_config, training_policy, wage_table, progress
+            )
             bar.set_postfix_str("evaluating on the holdout years")
             evaluation = evaluate_bundle(
                 bundle, history.loc[split.holdout], history.loc[split.train]

@@ -49,7 +49,6 @@ class TrainingConfig:
     num_boost_round: int
     early_stopping_rounds: int
     targets: dict[str, TargetConfig]
-    flag_threshold: dict[str, float]
     promotion: dict[str, float]
     raw: dict[str, Any]
     digest: str
@@ -120,7 +119,6 @@ def load_config(path: Path | str | None = None) -> TrainingConfig:
         num_boost_round=int(raw.get("num_boost_round", 1000)),
         early_stopping_rounds=int(raw.get("early_stopping_rounds", 50)),
         targets=targets,
-        flag_threshold={str(k): float(v) for k, v in raw.get("flag_threshold", {}).items()},
         promotion={str(k): float(v) for k, v in raw.get("promotion", {}).items()},
         raw=raw,
         digest=hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],

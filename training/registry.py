@@ -122,6 +122,7 @@ def log_training_run(
                 "data_path": data_path or "",
                 "rows": str(len(history)),
                 "wage_table_version": bundle.metadata.get("wage_table_version", ""),
+                "policy_version": bundle.policy.version,
             }
         )
         (folder / "evaluation.json").write_text(
@@ -134,6 +135,7 @@ def log_training_run(
             encoding="utf-8",
         )
         mlflow.log_artifact(str(folder / "evaluation.json"))
+        mlflow.log_dict(bundle.policy.summary(), "policy.json")
         for plot in write_plots(evaluation, folder / "plots"):
             mlflow.log_artifact(str(plot), artifact_path="plots")
         bundle_path = folder / "bundle.joblib"
@@ -151,6 +153,7 @@ def log_training_run(
     version = str(info.registered_model_version)
     client.set_registered_model_alias(registered_model, CHALLENGER, version)
     client.set_model_version_tag(registered_model, version, "run_id", run.info.run_id)
+    client.set_model_version_tag(registered_model, version, "policy_version", bundle.policy.version)
     log.info(
         "run %s registered as %s version %s (alias %s)",
         run.info.run_id,

@@ -38,6 +38,7 @@ from training.bundle import (
     logit,
 )
 from training.config import TargetConfig, TrainingConfig
+from training.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,7 @@ def train_lead(
         calibrator.kind,
         {k: round(v, 5) for k, v in briers.items()},
     )
-    threshold = config.flag_threshold.get(target.name, 0.5)
-    return LeadModel(target.name, target.features, columns, booster, calibrator, threshold)
+    return LeadModel(target.name, target.features, columns, booster, calibrator)
 
 
 def _fit_calibrator(kind: str, raw: np.ndarray, label: np.ndarray) -> Calibrator:
@@ -289,14 +289,20 @@ def build_index(
 def train_bundle(
     history: pd.DataFrame,
     config: TrainingConfig,
+    policy: Policy | None = None,
     wage_table_path: str | None = None,
     progress: Progress | None = None,
 ) -> tuple[ModelBundle, TimeSplit]:
-    """Train every target on a canonical history; returns the bundle and the split used."""
+    """Train every target on a canonical history; returns the bundle and the split used.
+
+    ``policy`` (default: the shipped one) sets the lead thresholds and the reading of the
+    rules the case vectors use; it travels in the bundle.
+    """
+    policy = policy or load_policy()
     step = progress or (lambda message: log.info(message))
     split = split_by_time(history, config)
     step(f"split by time: {split.years}")
-    vectorizer = CaseVectorizer(wage_table_path=wage_table_path).fit(history.loc[split.train])
+    vectorizer = CaseVectorizer(wage_table_path, policy.rules).fit(history.loc[split.train])
     matrix = vectorizer.transform(history)
     base = matrix[:, list(vectorizer.get_feature_names_out()).index("base_monthly_wage")]
     amount_target = config.amount
@@ -337,5 +343,6 @@ def train_bundle(
         "interval_conformal_margin_log_months": amount.conformal_margin,
         "calibrators": {name: lead.calibrator.kind for name, lead in leads.items()},
     }
-    bundle = ModelBundle(vectorizer, config, amount, leads, index, metadata)
+    metadata["policy"] = policy.summary()
+    bundle = ModelBundle(vectorizer, config, policy, amount, leads, index, metadata)
     return bundle, split

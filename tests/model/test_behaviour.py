@@ -175,3 +175,29 @@ def test_interval_and_ceiling_hold(bundle: ModelBundle, model_history: pd.DataFr
     assert np.all(scores.reference_amount_yuan <= scores.ceiling_yuan + 1e-6)
     for probability in scores.lead_probability.values():
         assert np.all((probability >= 0) & (probability <= 1))
+
+
+def test_a_policy_changes_thresholds_and_the_rules_reading_not_the_boosters(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    from dataclasses import replace
+
+    from features.rules import RuleConstants
+
+    cases = model_history.head(300)
+    before = bundle.score(cases)
+    stricter = replace(
+        bundle.policy,
+        version="test-strict",
+        lead_thresholds={name: 0.99 for name in bundle.leads},
+        rules=RuleConstants(hardship_income_share=0.9),
+    )
+    other = bundle.with_policy(stricter)
+    after = other.score(cases)
+    assert other.amount is bundle.amount and other.leads is bundle.leads  # same boosters
+    assert bundle.policy.version != "test-strict"  # the original bundle is untouched
+    assert not any(after.lead_flagged["judicial_aid"])
+    assert before.lead_flagged["judicial_aid"].any()
+    assert (after.rules.hardship_signals >= before.rules.hardship_signals).all()
+    assert (after.rules.hardship_signals > before.rules.hardship_signals).any()
+    assert other.card()["policy"]["version"] == "test-strict"
