@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import typer
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +38,23 @@ class Settings(BaseSettings):
     model_alias: str = Field("champion", description="the alias the service loads")
     audit_url: str | None = Field(
         None, description="SQLAlchemy URL of the audit store; default SQLite in data_dir"
+    )
+    audit_key: SecretStr | None = Field(
+        None, description="the audit chain's HMAC key (≥ 32 characters); else audit_key_file"
+    )
+    audit_key_file: Path | None = Field(
+        None, description="file holding the chain key; default data_dir/audit.key (made once)"
+    )
+    audit_signing_key_file: Path | None = Field(
+        None, description="Ed25519 key signing checkpoints; default data_dir/audit-signing.key"
+    )
+    audit_checkpoint_file: Path | None = Field(
+        None, description="signed checkpoints, outside the database; default beside the store"
+    )
+    audit_checkpoint_every: int = Field(100, ge=1, description="records between checkpoints")
+    audit_checkpoint_seconds: float = Field(60.0, gt=0, description="seconds between them")
+    audit_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="the longest an answer waits for the audit store (503 after)"
     )
     api_keys_file: Path | None = Field(
         None, description="JSON list of {name, role, sha256}; default data_dir/api_keys.json"
@@ -72,6 +90,27 @@ class Settings(BaseSettings):
     def audit_database_url(self) -> str:
         """The audit store's URL (SQLite in WAL mode by default)."""
         return self.audit_url or f"sqlite:///{(self.data_dir / 'audit.db').resolve()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the chain key is kept when AIDREC_AUDIT_KEY is not set."""
+        return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def audit_signing_key_path(self) -> Path:
+        """Where the checkpoint signing key is kept (its public half beside it, .pub)."""
+        return self.audit_signing_key_file or self.data_dir / "audit-signing.key"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        """The store's checkpoint file: beside a SQLite file, else in the data directory."""
+        if self.audit_checkpoint_file is not None:
+            return self.audit_checkpoint_file
+        url = self.audit_database_url
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///") + ".checkpoints.jsonl")
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+        return self.data_dir / f"audit-checkpoints-{digest}.jsonl"
 
     @property
     def api_keys_path(self) -> Path:

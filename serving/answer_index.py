@@ -20,7 +20,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -37,6 +36,7 @@ from sqlalchemy import (
 )
 
 from serving.scopes import NATIONAL, Scope
+from serving.sqltypes import UTCDateTime
 
 UNREVIEWED = "unreviewed"
 REVIEW_STATUSES = (UNREVIEWED, "accepted", "adjusted", "rejected")
@@ -49,7 +49,7 @@ def define_tables(metadata: MetaData) -> tuple[Table, Table]:
         metadata,
         Column("prediction_id", String(36), primary_key=True),
         Column("seq", Integer, nullable=False, index=True),
-        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("created_at", UTCDateTime, nullable=False, index=True),
         Column("case_id", String(64), nullable=False, index=True),
         Column("province_code", String(2), nullable=False, index=True),
         Column("office_code", String(6), nullable=True, index=True),
@@ -66,7 +66,7 @@ def define_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("ratio_to_reference", Float, nullable=True),
         Column("outside_interval", Boolean, nullable=True, index=True),
         Column("review_status", String(16), nullable=False, index=True),
-        Column("reviewed_at", DateTime(timezone=True), nullable=True),
+        Column("reviewed_at", UTCDateTime, nullable=True),
     )
     leads = Table(
         "answer_index_leads",

@@ -18,12 +18,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidrec.settings import Settings
-from serving.audit import AuditStore
 from serving.errors import error_response, install_handlers
 from serving.metrics import Metrics
 from serving.routes import router
 from serving.security import KeyRing
-from serving.state import ModelLoader, ServiceState, load_registered
+from serving.state import ModelLoader, ServiceState, load_registered, open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         configure_tracking(settings.tracking_store_uri)
         state = ServiceState(
             settings=settings,
-            audit=AuditStore.open(settings.audit_database_url),
+            audit=open_audit_store(settings),
             keys=KeyRing.load(settings.api_keys_path),
             metrics=metrics,
             loader=loader or load_registered,
@@ -145,6 +144,10 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         app.state.service = state
         threading.Thread(target=state.load_initial, name="model-loader", daemon=True).start()
         yield
+        try:
+            state.audit.checkpoint()  # anchor the chain as the service stops
+        except Exception as exc:  # a failing store must not stop the shutdown
+            log.error("no checkpoint at shutdown: %s", exc)
         state.audit.engine.dispose()
 
     app = FastAPI(

@@ -1,20 +1,28 @@
-"""The audit trail: every answer and every review, append-only and tamper-evident.
+"""The audit trail: every answer, review and reload, append-only and tamper-evident.
 
-One table holds one hash chain: each record (a prediction or a review) stores the hash of
-the record before it, and its own hash over its content and that link. :func:`verify_chain`
-walks the chain and names the first record that was changed, inserted or removed. Appends
-are serialised by a one-row ``audit_head`` table updated in the same transaction with a
-compare-and-set on the previous hash, so two writers (threads, processes, or replicas on
-one PostgreSQL) can never fork the chain. SQLite runs in WAL mode; any SQLAlchemy URL works.
+One table holds one chain: each record stores the hash of the record before it, and its own
+hash: an HMAC-SHA256, under a key held outside the database, over its content and that
+link. Signed checkpoints outside the database anchor the chain's length and head
+(``serving.checkpoints``). :func:`verify_chain` walks the chain and names the first record
+changed, inserted or removed, and a chain truncated, rolled back or emptied behind a
+checkpoint. Appends are serialised by a one-row ``audit_head`` table updated in the same
+transaction with a compare-and-set on the previous hash, so two writers (threads,
+processes, or replicas on one PostgreSQL) can never fork the chain; every wait for the
+store is bounded, so a stuck store gives a refusal, not a hang.
+
+Times are stored and hashed in UTC on every backend (SQLite keeps no zone), so the verdict
+is the same under any ``TZ``. SQLite runs in WAL mode; any SQLAlchemy URL works.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +31,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Engine,
     Integer,
     MetaData,
@@ -34,18 +41,25 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from serving.answer_index import AnswerIndex, AnswerQuery, IndexedAnswer, define_tables, rebuild
+from serving.checkpoints import AuditKeyError, AuditSecrets
+from serving.sqltypes import UTCDateTime
 
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 PREDICTION = "prediction"
 REVIEW = "review"
+RELOAD = "reload"
+KEYED_SCHEME = "hmac-sha256-v2"
+LEGACY_SCHEME = "sha256-v1"
+
 
 metadata = MetaData()
 records = Table(
@@ -55,7 +69,7 @@ records = Table(
     Column("kind", String(16), nullable=False),
     Column("record_id", String(36), nullable=False, unique=True),
     Column("prediction_id", String(36), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("caller", String(64), nullable=False),
     Column("case_id", String(64), nullable=False, index=True),
     Column("province_code", String(2), nullable=False, index=True),
@@ -72,6 +86,12 @@ head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+meta = Table(
+    "audit_meta",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("value", String(128), nullable=False),
+)
 index = AnswerIndex(*define_tables(metadata))
 
 
@@ -79,21 +99,28 @@ class AuditError(RuntimeError):
     """The audit store could not record or read: the caller must not answer unaudited."""
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+def canonical_json(value: Any) -> str:
+    """The one serialisation of a payload: sorted keys, no spaces, non-finite numbers refused."""
+    return json.dumps(
+        value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    )
 
 
-def record_hash(row: dict[str, Any]) -> str:
-    """The hash of a record's content and its link to the previous record."""
+def utc_text(moment: dt.datetime) -> str:
+    """A moment as the text the hash covers: UTC, microseconds, no zone suffix."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)  # a value read back from SQLite is UTC
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _content(row: dict[str, Any]) -> bytes:
     created = row["created_at"]
-    if isinstance(created, dt.datetime):
-        created = created.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     content = {
         "seq": row["seq"],
         "kind": row["kind"],
         "record_id": row["record_id"],
         "prediction_id": row["prediction_id"],
-        "created_at": created,
+        "created_at": utc_text(created) if isinstance(created, dt.datetime) else created,
         "caller": row["caller"],
         "case_id": row["case_id"],
         "province_code": row["province_code"],
@@ -104,7 +131,17 @@ def record_hash(row: dict[str, Any]) -> str:
         "payload_sha256": hashlib.sha256(row["payload"].encode("utf-8")).hexdigest(),
         "prev_hash": row["prev_hash"],
     }
-    return hashlib.sha256(_canonical(content).encode("utf-8")).hexdigest()
+    return canonical_json(content).encode("utf-8")
+
+
+def record_hash(row: dict[str, Any], chain_key: bytes) -> str:
+    """The keyed hash of a record's content and its link to the previous record."""
+    return hmac.new(chain_key, _content(row), hashlib.sha256).hexdigest()
+
+
+def legacy_hash(row: dict[str, Any]) -> str:
+    """The unkeyed hash of stores written before the keyed chain (for ``audit migrate``)."""
+    return hashlib.sha256(_content(row)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -158,10 +195,18 @@ def _row_to_record(row: Any) -> AuditRecord:
     )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the audit store; SQLite gets WAL and a busy timeout."""
+def make_engine(url: str, timeout_s: float = 2.0) -> Engine:
+    """An engine for the audit store whose every wait is bounded by ``timeout_s``.
+
+    SQLite gets WAL and a busy timeout; PostgreSQL a connect, lock and statement timeout;
+    both a bounded wait for a pooled connection.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": timeout_s, "check_same_thread": False},
+            pool_timeout=timeout_s,
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
@@ -171,25 +216,64 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    milliseconds = max(1, int(timeout_s * 1000))
+    options = f"-c lock_timeout={milliseconds} -c statement_timeout={milliseconds * 5}"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=timeout_s,
+        connect_args={"connect_timeout": max(1, int(timeout_s)), "options": options},
+    )
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """How often a store anchors its chain outside the database."""
+
+    every_records: int = 100
+    every_seconds: float = 60.0
 
 
 class AuditStore:
     """Append and read audit records."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        secrets: AuditSecrets,
+        store_id: str = "",
+        timeout_s: float = 2.0,
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> None:
         self.engine = engine
+        self.secrets = secrets
+        self.store_id = store_id
+        self.timeout_s = timeout_s
+        self.checkpoint_policy = checkpoints or CheckpointPolicy()
         self._lock = threading.Lock()  # fewer compare-and-set retries inside one process
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     @classmethod
-    def open(cls, url: str) -> AuditStore:
-        """Open (and create if needed) the store at ``url``."""
-        store = cls(make_engine(url))
+    def open(
+        cls,
+        url: str,
+        secrets: AuditSecrets,
+        timeout_s: float = 2.0,
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> AuditStore:
+        """Open (and create if needed) the store at ``url``, keyed by ``secrets``.
+
+        A new store records its id, the chain scheme and a check of the key. An existing
+        store must be keyed with the same key; one written before the keyed chain must be
+        migrated first (``aidrec audit migrate``).
+        """
+        engine = make_engine(url, timeout_s)
         try:
-            metadata.create_all(store.engine)
-            with store.engine.begin() as connection:
-                if connection.execute(select(head.c.id)).first() is None:
-                    connection.execute(insert(head).values(id=1, seq=0, hash=GENESIS))
+            metadata.create_all(engine)
+            store_id = _initialised(engine, secrets)
+            store = cls(engine, secrets, store_id, timeout_s, checkpoints)
+            with engine.connect() as connection:
                 stored = connection.execute(
                     select(func.count()).where(records.c.kind == PREDICTION)
                 ).scalar()
@@ -200,7 +284,7 @@ class AuditStore:
                 log.info("indexing %d stored predictions (%d indexed)", stored, indexed)
                 store.reindex()
         except SQLAlchemyError as exc:
-            raise AuditError(f"cannot open the audit store: {exc}") from exc
+            raise AuditError(f"cannot open the audit store: {_plain_error(exc)}") from exc
         return store
 
     def append(self, entry: AuditEntry) -> AuditRecord:
@@ -208,52 +292,105 @@ class AuditStore:
         return self.append_many([entry])[0]
 
     def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Append records in one transaction, chained in order (all or none are stored)."""
-        rows: list[dict[str, Any]] = [
-            {
-                "kind": e.kind,
-                "record_id": e.record_id
-                or (e.prediction_id if e.kind == PREDICTION else str(uuid.uuid4())),
-                "prediction_id": e.prediction_id,
-                "caller": e.caller,
-                "case_id": e.case_id,
-                "province_code": e.province_code,
-                "flagged": bool(e.flagged),
-                "model_version": e.model_version,
-                "payload": _canonical(e.payload),
-            }
-            for e in entries
-        ]
+        """Append records in one transaction, chained in order (all or none are stored).
+
+        Payloads are serialised first: one that cannot be (a non-finite number) is refused
+        before anything is written. Every wait is bounded by the store's timeout.
+        """
+        try:
+            rows: list[dict[str, Any]] = [
+                {
+                    "kind": e.kind,
+                    "record_id": e.record_id
+                    or (e.prediction_id if e.kind == PREDICTION else str(uuid.uuid4())),
+                    "prediction_id": e.prediction_id,
+                    "caller": e.caller,
+                    "case_id": e.case_id,
+                    "province_code": e.province_code,
+                    "flagged": bool(e.flagged),
+                    "model_version": e.model_version,
+                    "payload": canonical_json(e.payload),
+                }
+                for e in entries
+            ]
+        except ValueError as exc:
+            raise AuditError(f"a record cannot be serialised: {exc}") from exc
         if not rows:
             return []
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise AuditError(f"the audit store stayed busy for {self.timeout_s:g} s")
         try:
-            with self._lock:
-                for _ in range(50):
-                    with self.engine.begin() as connection:
-                        current = connection.execute(select(head.c.seq, head.c.hash)).one()
-                        seq, previous = current.seq, current.hash
-                        now = dt.datetime.now(dt.UTC)
-                        for row in rows:
-                            seq += 1
-                            row.update(seq=seq, prev_hash=previous, created_at=now)
-                            row["hash"] = previous = record_hash(row)
-                        moved = connection.execute(
-                            update(head)
-                            .where(head.c.id == 1, head.c.hash == current.hash)
-                            .values(seq=seq, hash=previous)
-                        ).rowcount
-                        if moved != 1:
-                            continue  # another writer appended first: retry on the new head
-                        connection.execute(insert(records), rows)
-                        for row, entry in zip(rows, entries, strict=True):
-                            if entry.kind == PREDICTION:
-                                index.record_prediction(connection, row, entry.payload)
-                            else:
-                                index.record_review(connection, row, entry.payload)
-                        return [_row_to_record(_Row(row)) for row in rows]
+            stored = self._append(rows, entries)
         except SQLAlchemyError as exc:
-            raise AuditError(f"the audit store refused the record: {exc}") from exc
-        raise AuditError("the audit chain was busy: could not append after 50 attempts")
+            raise AuditError(f"the audit store refused the record: {_plain_error(exc)}") from exc
+        finally:
+            self._lock.release()
+        self._maybe_checkpoint(len(stored))
+        return stored
+
+    def _append(
+        self, rows: list[dict[str, Any]], entries: Sequence[AuditEntry]
+    ) -> list[AuditRecord]:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            with self.engine.begin() as connection:
+                current = connection.execute(select(head.c.seq, head.c.hash)).one()
+                seq, previous = current.seq, current.hash
+                now = dt.datetime.now(dt.UTC)
+                for row in rows:
+                    seq += 1
+                    row.update(seq=seq, prev_hash=previous, created_at=now)
+                    row["hash"] = previous = record_hash(row, self.secrets.chain_key)
+                moved = connection.execute(
+                    update(head)
+                    .where(head.c.id == 1, head.c.hash == current.hash)
+                    .values(seq=seq, hash=previous)
+                ).rowcount
+                if moved != 1:
+                    continue  # another writer appended first: retry on the new head
+                connection.execute(insert(records), rows)
+                for row, entry in zip(rows, entries, strict=True):
+                    if entry.kind == PREDICTION:
+                        index.record_prediction(connection, row, entry.payload)
+                    elif entry.kind == REVIEW:
+                        index.record_review(connection, row, entry.payload)
+                return [_row_to_record(_Row(row)) for row in rows]
+        raise AuditError(f"the audit chain stayed busy for {self.timeout_s:g} s")
+
+    def _maybe_checkpoint(self, appended: int) -> None:
+        self._since_checkpoint += appended
+        policy = self.checkpoint_policy
+        due = self._since_checkpoint >= policy.every_records or (
+            time.monotonic() - self._last_checkpoint >= policy.every_seconds
+        )
+        if due:
+            try:
+                self.checkpoint()
+            except (AuditError, OSError) as exc:  # the record is stored; the anchor comes later
+                log.error("audit checkpoint failed (the next append retries): %s", exc)
+
+    def checkpoint(self) -> None:
+        """Sign the chain's current length and head and append it outside the database."""
+        try:
+            with self.engine.connect() as connection:
+                state = connection.execute(select(head.c.seq, head.c.hash)).one()
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the chain head: {_plain_error(exc)}") from exc
+        self.secrets.write(self.secrets.sign(self.store_id, state.seq, state.hash))
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        log.info("audit checkpoint: %d records, head %s", state.seq, state.hash[:12])
+
+    def writable(self) -> str | None:
+        """None when the store accepts a write now, else why not (a bounded no-op write)."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(meta).where(meta.c.key == "store_id").values(value=self.store_id)
+                )
+        except SQLAlchemyError as exc:
+            return _plain_error(exc)
+        return None
 
     def prediction(self, prediction_id: str) -> AuditRecord | None:
         """One stored prediction."""
@@ -299,7 +436,11 @@ class AuditStore:
     def reindex(self) -> int:
         """Rebuild the answer index from the chain; returns the predictions indexed."""
         with self.engine.begin() as connection:
-            chain = connection.execute(select(records).order_by(records.c.seq))
+            chain = connection.execute(
+                select(records)
+                .where(records.c.kind.in_((PREDICTION, REVIEW)))
+                .order_by(records.c.seq)
+            )
             pairs = ((dict(row._mapping), json.loads(row.payload)) for row in chain.all())
             return rebuild(index, connection, pairs)
 
@@ -326,19 +467,70 @@ class _Row:
         self.__dict__.update(values)
 
 
+def _plain_error(exc: SQLAlchemyError) -> str:
+    """The driver's complaint without the statement and its parameters (they hold data)."""
+    original = getattr(exc, "orig", None)
+    return f"{type(original or exc).__name__}: {str(original or exc).splitlines()[0][:200]}"
+
+
+def is_new_store(url: str) -> bool:
+    """Whether the store at ``url`` holds nothing yet (its keys may then be made)."""
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        if "audit_records" not in tables:
+            return True
+        with engine.connect() as connection:
+            return not connection.execute(select(records.c.seq).limit(1)).first() and not (
+                "audit_meta" in tables and connection.execute(select(meta.c.key)).first()
+            )
+    except SQLAlchemyError as exc:
+        raise AuditError(f"cannot open the audit store: {_plain_error(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def _initialised(engine: Engine, secrets: AuditSecrets) -> str:
+    """The store's id, after making a new store keyed, or checking an existing one's key."""
+    with engine.begin() as connection:
+        if connection.execute(select(head.c.id)).first() is None:
+            connection.execute(insert(head).values(id=1, seq=0, hash=GENESIS))
+        known = dict(connection.execute(select(meta.c.key, meta.c.value)).all())
+        count = connection.execute(select(func.count()).select_from(records)).scalar() or 0
+        if not known:
+            if count:
+                raise AuditError(
+                    f"the audit store holds {count} records written before the keyed chain: "
+                    "run `aidrec audit migrate` (see the README) before serving"
+                )
+            known = {
+                "store_id": str(uuid.uuid4()),
+                "scheme": KEYED_SCHEME,
+                "key_check": secrets.key_check(),
+            }
+            connection.execute(insert(meta), [{"key": k, "value": v} for k, v in known.items()])
+    if known.get("scheme") != KEYED_SCHEME:
+        raise AuditError(f"unknown audit chain scheme {known.get('scheme')!r}")
+    if not hmac.compare_digest(known["key_check"], secrets.key_check()):
+        raise AuditKeyError("the audit chain key is not this store's key: refusing to open it")
+    return known["store_id"]
+
+
 @dataclass(frozen=True)
 class ChainReport:
-    """The result of walking the chain."""
+    """The result of walking the chain and comparing it with the signed checkpoints."""
 
     ok: bool
     records: int
     message: str
     first_bad_seq: int | None = None
+    checkpoints: int = 0
 
 
-def verify_chain(engine: Engine) -> ChainReport:
-    """Walk every record in order; report the first one changed, inserted or removed."""
+def _walk(engine: Engine, hash_of: Any) -> tuple[ChainReport | None, int, str, dict[int, str]]:
+    """Walk the chain: (the first problem or None, records, last hash, hash by seq)."""
     previous_hash, expected_seq, count = GENESIS, 1, 0
+    hashes: dict[int, str] = {}
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True).execute(
             select(records).order_by(records.c.seq)
@@ -346,39 +538,128 @@ def verify_chain(engine: Engine) -> ChainReport:
         for row in result:
             values = dict(row._mapping)
             count += 1
-            if values["seq"] != expected_seq:
-                return ChainReport(
-                    False,
-                    count,
-                    f"record {expected_seq} is missing (removed): "
-                    f"the chain jumps to {values['seq']}",
-                    expected_seq,
-                )
+            seq = values["seq"]
+            if seq != expected_seq:
+                message = f"record {expected_seq} is missing (removed): the chain jumps to {seq}"
+                return ChainReport(False, count, message, expected_seq), count, "", hashes
             if values["prev_hash"] != previous_hash:
-                return ChainReport(
-                    False,
-                    count,
-                    f"record {values['seq']} does not link to the "
-                    "record before it (removed or replaced)",
-                    values["seq"],
+                message = (
+                    f"record {seq} does not link to the record before it (removed or replaced)"
                 )
-            if record_hash(values) != values["hash"]:
-                return ChainReport(
-                    False,
-                    count,
-                    f"record {values['seq']} "
-                    f"({values['kind']} {values['record_id']}) was changed "
-                    "after it was written",
-                    values["seq"],
+                return ChainReport(False, count, message, seq), count, "", hashes
+            if not hmac.compare_digest(hash_of(values), values["hash"]):
+                message = (
+                    f"record {seq} ({values['kind']} {values['record_id']}) was changed after "
+                    "it was written (its keyed hash does not match)"
                 )
+                return ChainReport(False, count, message, seq), count, "", hashes
+            hashes[seq] = values["hash"]
             previous_hash, expected_seq = values["hash"], expected_seq + 1
         state = connection.execute(select(head.c.seq, head.c.hash)).first()
-    if state is not None and (state.seq != expected_seq - 1 or state.hash != previous_hash):
-        return ChainReport(
-            False,
-            count,
-            f"the chain ends at record {expected_seq - 1} but "
-            f"{state.seq} were written: the newest record(s) were removed",
-            expected_seq,
+    if state is not None and (state.seq != count or state.hash != previous_hash):
+        message = (
+            f"the chain ends at record {count} but its head says {state.seq} were written: "
+            "the newest record(s) were removed"
         )
-    return ChainReport(True, count, f"all {count} records intact")
+        return ChainReport(False, count, message, count + 1), count, previous_hash, hashes
+    return None, count, previous_hash, hashes
+
+
+def verify_chain(engine: Engine, secrets: AuditSecrets) -> ChainReport:
+    """Walk every record and check the signed checkpoints; report the first problem.
+
+    Names a record changed, inserted or removed; a chain rewritten with another key; newest
+    records removed with the head rolled back (the chain ends before a checkpoint); a
+    chain emptied; and a checkpoint file that was altered or belongs to another store.
+    """
+    with engine.connect() as connection:
+        known = dict(connection.execute(select(meta.c.key, meta.c.value)).all())
+    if known and not hmac.compare_digest(known.get("key_check", ""), secrets.key_check()):
+        return ChainReport(False, 0, "the store was keyed with another chain key", 1)
+    problem, count, _, hashes = _walk(engine, lambda row: record_hash(row, secrets.chain_key))
+    if problem is not None:
+        return problem
+    store_id = known.get("store_id")
+    seen = 0
+    for line, checkpoint, wrong in secrets.checkpoints():
+        seen += 1
+        if checkpoint is None:
+            return ChainReport(False, count, f"checkpoint line {line}: {wrong}", None, seen)
+        if checkpoint.store_id != store_id:
+            return ChainReport(
+                False,
+                count,
+                f"checkpoint line {line} was signed for store {checkpoint.store_id}, but the "
+                f"database is store {store_id}: the store was replaced or emptied and re-made",
+                1,
+                seen,
+            )
+        if checkpoint.seq > count:
+            what = "emptied" if count == 0 else "truncated and its head rolled back"
+            return ChainReport(
+                False,
+                count,
+                f"a checkpoint signed at {checkpoint.at} saw {checkpoint.seq} records, but the "
+                f"chain holds {count}: it was {what}",
+                count + 1,
+                seen,
+            )
+        if checkpoint.seq and hashes.get(checkpoint.seq) != checkpoint.head:
+            return ChainReport(
+                False,
+                count,
+                f"record {checkpoint.seq} is not the one the checkpoint signed at "
+                f"{checkpoint.at} saw: the chain was rewritten",
+                checkpoint.seq,
+                seen,
+            )
+    return ChainReport(
+        True, count, f"all {count} records intact; {seen} checkpoints agree", None, seen
+    )
+
+
+def migrate(url: str, secrets: AuditSecrets) -> tuple[ChainReport, ChainReport]:
+    """Key a store written before the keyed chain; returns the verdicts before and after.
+
+    The old (unkeyed) chain is verified first and nothing is changed unless it is intact;
+    then, in one transaction, every hash is recomputed under the chain key, the store is
+    marked keyed, and a first checkpoint is signed.
+    """
+    engine = make_engine(url, timeout_s=30.0)
+    metadata.create_all(engine)
+    with engine.connect() as connection:
+        if connection.execute(select(meta.c.value).where(meta.c.key == "scheme")).first():
+            report = verify_chain(engine, secrets)
+            return report, report
+    problem, count, _, _ = _walk(engine, legacy_hash)
+    before = problem or ChainReport(True, count, f"all {count} records intact (unkeyed chain)")
+    if not before.ok:
+        return before, before
+    store_id = str(uuid.uuid4())
+    with engine.begin() as connection:
+        previous = GENESIS
+        rows = connection.execute(select(records).order_by(records.c.seq)).all()
+        for row in rows:
+            values = dict(row._mapping)
+            values["prev_hash"] = previous
+            values["hash"] = previous = record_hash(values, secrets.chain_key)
+            connection.execute(
+                update(records)
+                .where(records.c.seq == values["seq"])
+                .values(prev_hash=values["prev_hash"], hash=values["hash"])
+            )
+        if connection.execute(select(head.c.id)).first() is None:
+            connection.execute(insert(head).values(id=1, seq=0, hash=GENESIS))
+        connection.execute(update(head).where(head.c.id == 1).values(seq=len(rows), hash=previous))
+        connection.execute(
+            insert(meta),
+            [
+                {"key": "store_id", "value": store_id},
+                {"key": "scheme", "value": KEYED_SCHEME},
+                {"key": "key_check", "value": secrets.key_check()},
+            ],
+        )
+    secrets.write(secrets.sign(store_id, len(rows), previous))
+    after = verify_chain(engine, secrets)
+    engine.dispose()
+    return before, after

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from aidrec.settings import settings_of
+from aidrec.settings import Settings, settings_of
 from features.contract import parse_records
 from features.tables import TableError, table_format, write_table
-from serving.audit import AuditError, AuditStore, make_engine, verify_chain
+from serving.audit import AuditError, AuditStore, make_engine, migrate, verify_chain
+from serving.checkpoints import AuditKeyError
 from serving.schemas import EXAMPLE_RECORD
 from serving.security import CASE_SYSTEM, HEADER, ensure_keys
+from serving.state import audit_secrets, open_audit_store
 
 log = logging.getLogger(__name__)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
@@ -54,16 +56,53 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
+def _store_settings(ctx: typer.Context, url: str | None) -> Settings:
+    settings = settings_of(ctx)
+    return settings.model_copy(update={"audit_url": url}) if url else settings
+
+
 @audit_app.command("verify")
 def audit_verify(
     ctx: typer.Context,
     url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
 ) -> None:
-    """Walk the hash chain; exit 1 naming the first record changed or removed."""
-    settings = settings_of(ctx)
-    report = verify_chain(make_engine(url or settings.audit_database_url))
+    """Walk the chain and check the signed checkpoints; exit 1 naming what was tampered with.
+
+    Names a record changed, inserted or removed, newest records removed (the head rolled
+    back), a chain emptied or rewritten, and an altered checkpoint file.
+    """
+    settings = _store_settings(ctx, url)
+    try:
+        secrets = audit_secrets(settings, create=False)
+        engine = make_engine(settings.audit_database_url, timeout_s=30.0)
+        report = verify_chain(engine, secrets)
+    except (AuditError, AuditKeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(("ok: " if report.ok else "TAMPERED: ") + report.message)
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("migrate")
+def audit_migrate(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
+) -> None:
+    """Key a store written before the keyed chain: verify, re-hash under the key, checkpoint.
+
+    Nothing changes unless the old chain verifies; the verdicts before and after are printed.
+    Creates the chain and signing keys if they do not exist yet (keep copies apart).
+    """
+    settings = _store_settings(ctx, url)
+    try:
+        before, after = migrate(settings.audit_database_url, audit_secrets(settings, create=True))
+    except (AuditError, AuditKeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"before: {'ok' if before.ok else 'TAMPERED'}: {before.message}")
+    typer.echo(f"after:  {'ok' if after.ok else 'TAMPERED'}: {after.message}")
+    if not (before.ok and after.ok):
         raise typer.Exit(1)
 
 
@@ -105,19 +144,26 @@ def export_reviews(
     url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
 ) -> None:
     """Write the reviewed cases as contract rows with outcomes, ready for the next training."""
-    settings = settings_of(ctx)
+    settings = _store_settings(ctx, url)
     try:
         table_format(out)
-        store = AuditStore.open(url or settings.audit_database_url)
+        store = open_audit_store(settings)
         frame = reviewed_rows(store)
         if frame.empty:
             typer.echo("no reviewed predictions yet: nothing written")
             return
         parsed = parse_records(frame)
-        if parsed.violations:
-            raise TableError("; ".join(v.describe() for v in parsed.violations[:3]))
-        write_table(parsed.frame, out)
-    except (TableError, AuditError) as exc:
+        for violation in parsed.violations:
+            typer.echo(f"refused: {violation.describe()}", err=True)
+        good = parsed.frame.loc[~parsed.invalid_rows].reset_index(drop=True)
+        if good.empty:
+            raise TableError("every reviewed case breaks the contract: nothing written")
+        write_table(good, out)
+    except (TableError, AuditError, AuditKeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{len(parsed.frame)} reviewed cases written to {out}")
+    refused = int(parsed.invalid_rows.sum())
+    typer.echo(
+        f"{len(good)} reviewed cases written to {out}"
+        + (f" ({refused} refused, named above)" if refused else "")
+    )

@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 
 from serving.answers import LoadedModel
 from serving.audit import AuditRecord
+from serving.errors import Unavailable
 from serving.security import ADMIN, CASE_SYSTEM, HEADER, REVIEWER, ApiKey
 from serving.state import ServiceState
 
@@ -64,9 +65,7 @@ def current_model(state: State) -> LoadedModel:
     """The model serving now (503 while none is loaded)."""
     model = state.model
     if model is None:
-        raise HTTPException(
-            503, f"no model loaded yet: {state.load_error or 'loading'} (模型尚未加载)"
-        )
+        raise Unavailable("no model is loaded yet (模型尚未加载)", state.load_error or "loading")
     return model
 
 

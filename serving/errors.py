@@ -6,6 +6,8 @@ The exceptions the service raises and the handlers that turn them (and FastAPI's
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +19,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from features.contract import FIELD_BY_NAME, rule_zh
 from serving.schemas import ErrorResponse, ProblemDetail
 
+log = logging.getLogger(__name__)
+
 _SOURCES = ("body", "query", "path")
+
+
+class Unavailable(Exception):
+    """A part the answer needs is down (the audit store, the model): 503 with an error id.
+
+    ``sentence`` is what the caller reads; ``detail`` (driver messages, paths) goes only to
+    the log, under the error id the caller can quote.
+    """
+
+    def __init__(self, sentence: str, detail: str = "") -> None:
+        super().__init__(sentence)
+        self.sentence, self.detail = sentence, detail
 
 
 class ContractViolation(Exception):
@@ -52,9 +68,16 @@ def describe_error(error: dict[str, Any], prefix: list[str | int] | None = None)
     return problem(loc, rule, rule_zh(kind))
 
 
-def error_response(status: int, detail: list[ProblemDetail] | str, **kwargs: Any) -> JSONResponse:
+def error_response(
+    status: int,
+    detail: list[ProblemDetail] | str,
+    error_id: str | None = None,
+    **kwargs: Any,
+) -> JSONResponse:
     """An :class:`ErrorResponse` with ``status``."""
-    body = ErrorResponse(detail=detail).model_dump(mode="json")
+    body = ErrorResponse(detail=detail, error_id=error_id).model_dump(
+        mode="json", exclude_none=True
+    )
     return JSONResponse(body, status_code=status, **kwargs)
 
 
@@ -81,8 +104,38 @@ async def http_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(detail), headers=exc.headers)
 
 
+def _error_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a plain sentence and an error id; the details go to the log under that id."""
+    assert isinstance(exc, Unavailable)
+    error_id = _error_id()
+    log.error("503 %s %s [error %s]: %s", request.method, request.url.path, error_id, exc.detail)
+    return error_response(
+        503,
+        f"{exc.sentence} (error id {error_id})",
+        error_id=error_id,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    """500 for a fault of ours: an error id for the caller, the traceback in the log."""
+    error_id = _error_id()
+    log.exception("500 %s %s [error %s]", request.method, request.url.path, error_id)
+    return error_response(
+        500,
+        f"the service failed on this request; quote error id {error_id} (服务内部错误)",
+        error_id=error_id,
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     """Answer every error of ``app`` through these handlers."""
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_handler)
     app.add_exception_handler(ContractViolation, contract_handler)
+    app.add_exception_handler(Unavailable, unavailable_handler)
+    app.add_exception_handler(Exception, unexpected_handler)

@@ -83,9 +83,9 @@ def model_card(model: Model, _: Reader) -> schemas.ModelCard:
     },
     summary="Swap to the champion without dropping requests (重新加载模型)",
 )
-def reload_model(state: State, _: Admin) -> schemas.ReloadResponse:
+def reload_model(state: State, caller: Admin) -> schemas.ReloadResponse:
     """A version that fails to load or to score the canary is refused; the old one serves."""
-    return service.reload(state)
+    return service.reload(state, caller)
 
 
 @router.get(
@@ -151,14 +151,12 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     tags=["operations"],
-    summary="A model is loaded",
+    summary="A model is loaded and the audit store accepts writes",
     responses={503: {"model": schemas.ErrorResponse}},
 )
 def readyz(state: State) -> JSONResponse:
-    """200 only once a model is loaded."""
-    if state.model is None:
-        return JSONResponse({"detail": state.load_error or "loading"}, status_code=503)
-    return JSONResponse({"status": "ready", "model": state.model.ref.model_dump()})
+    """200 only while a model is loaded and the audit store can record an answer."""
+    return service.readiness(state)
 
 
 @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")

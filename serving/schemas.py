@@ -247,6 +247,9 @@ class ErrorResponse(BaseModel):
     """Every error answer."""
 
     detail: list[ProblemDetail] | str
+    error_id: str | None = Field(
+        None, description="5xx only: quote it to the operators; the details are in their log"
+    )
 
 
 class BatchItemResult(BaseModel):

@@ -10,10 +10,13 @@ what the metrics show.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
@@ -21,8 +24,8 @@ from features.vectors import columns_from_records
 from serving import schemas
 from serving.answer_index import AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
-from serving.audit import PREDICTION, REVIEW, AuditEntry, AuditError, AuditRecord
-from serving.errors import ContractViolation, describe_error, problem
+from serving.audit import PREDICTION, RELOAD, REVIEW, AuditEntry, AuditError, AuditRecord
+from serving.errors import ContractViolation, Unavailable, describe_error, problem
 from serving.security import ApiKey
 from serving.state import ModelRefused, ServiceState
 
@@ -76,8 +79,8 @@ def _audited(
         state.audit.append_many(entries)
     except AuditError as exc:
         state.metrics.audit_failures.inc()
-        raise HTTPException(
-            503, f"the answer could not be audited, so it is withheld: {exc} (审计记录写入失败)"
+        raise Unavailable(
+            "the answer could not be audited, so it is withheld (审计记录写入失败)", str(exc)
         ) from exc
     for answer in answers:
         state.metrics.scores.labels(answer.model.version).inc()
@@ -153,14 +156,44 @@ def score_batch(
     )
 
 
-def reload(state: ServiceState) -> schemas.ReloadResponse:
+def _record_reload(state: ServiceState, caller: ApiKey, payload: dict[str, Any]) -> None:
+    """A reload, done or refused, is itself a record of the chain (logged if it cannot be)."""
+    serving = state.model
+    entry = AuditEntry(
+        kind=RELOAD,
+        prediction_id=str(uuid.uuid4()),
+        caller=caller.name,
+        case_id="-",
+        province_code="00",
+        flagged=False,
+        model_version=serving.version if serving else "none",
+        payload=payload,
+    )
+    try:
+        state.audit.append(entry)
+    except AuditError as exc:
+        state.metrics.audit_failures.inc()
+        log.error("the reload could not be recorded in the audit chain: %s", exc)
+
+
+def reload(state: ServiceState, caller: ApiKey) -> schemas.ReloadResponse:
     """Swap to the alias's current version; a refused version leaves the old one serving."""
     try:
         previous, current = state.reload()
     except ModelRefused as exc:
+        _record_reload(state, caller, {"outcome": "refused", "reason": str(exc)[:2000]})
         raise HTTPException(
             409, f"reload refused, the previous version keeps serving: {exc}"
         ) from exc
+    _record_reload(
+        state,
+        caller,
+        {
+            "outcome": "reloaded",
+            "previous": (previous or current).ref.model_dump(),
+            "current": current.ref.model_dump(),
+        },
+    )
     changed = previous is None or previous.version != current.version
     return schemas.ReloadResponse(
         reloaded=changed,
@@ -168,6 +201,19 @@ def reload(state: ServiceState) -> schemas.ReloadResponse:
         current=current.ref,
         message=f"serving version {current.version}",
     )
+
+
+def readiness(state: ServiceState) -> JSONResponse:
+    """Ready: a model is loaded and the audit store accepts a write (a bounded no-op write)."""
+    if state.model is None:
+        return JSONResponse({"detail": "no model loaded yet (模型尚未加载)"}, status_code=503)
+    problem_text = state.audit.writable()
+    if problem_text is not None:
+        log.error("not ready: the audit store cannot write: %s", problem_text)
+        return JSONResponse(
+            {"detail": "the audit store cannot record answers (审计库不可写)"}, status_code=503
+        )
+    return JSONResponse({"status": "ready", "model": state.model.ref.model_dump()})
 
 
 def _review_out(record: AuditRecord) -> schemas.ReviewOut:
@@ -261,7 +307,8 @@ def review(
     try:
         return _review_out(state.audit.append(entry))
     except AuditError as exc:
-        raise HTTPException(503, f"the review could not be stored: {exc}") from exc
+        state.metrics.audit_failures.inc()
+        raise Unavailable("the review could not be stored (复核记录写入失败)", str(exc)) from exc
 
 
 def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
@@ -271,7 +318,10 @@ def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
     try:
         model = state.version(answer["model"]["name"], stored.model_version)
     except Exception as exc:  # the version may have been deleted from the registry
-        raise HTTPException(503, f"version {stored.model_version} cannot be loaded: {exc}") from exc
+        raise Unavailable(
+            f"version {stored.model_version} cannot be loaded for replay (无法加载该模型版本)",
+            f"{type(exc).__name__}: {exc}",
+        ) from exc
     columns, _ = _checked_columns([request.record], [["body", "record"]])
     shown = len(answer["explanations"]["reference_amount"]["top"])
     fresh = build_answers(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,13 +16,34 @@ from aidrec.settings import Settings
 from features.contract import canonical_from_typed
 from features.vectors import columns_from_records
 from serving.answers import CANARY_RECORD, LoadedModel, build_answers
-from serving.audit import AuditStore
+from serving.audit import AuditStore, CheckpointPolicy, is_new_store
+from serving.checkpoints import AuditSecrets
 from serving.metrics import Metrics
 from serving.security import KeyRing
 
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[str], LoadedModel]
+
+
+def audit_secrets(settings: Settings, create: bool) -> AuditSecrets:
+    """The audit store's keys and checkpoint file; ``create`` makes missing keys (mode 600)."""
+    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
+    return AuditSecrets.load(
+        key,
+        settings.audit_key_path,
+        settings.audit_signing_key_path,
+        settings.audit_checkpoint_path,
+        create,
+    )
+
+
+def open_audit_store(settings: Settings) -> AuditStore:
+    """The configured audit store, keyed; keys are made only for a store that is still new."""
+    url = settings.audit_database_url
+    secrets = audit_secrets(settings, create=is_new_store(url))
+    policy = CheckpointPolicy(settings.audit_checkpoint_every, settings.audit_checkpoint_seconds)
+    return AuditStore.open(url, secrets, settings.audit_timeout_s, policy)
 
 
 class ModelRefused(RuntimeError):
@@ -49,6 +71,11 @@ def checked(loader: ModelLoader, model_uri: str) -> LoadedModel:
     return model
 
 
+REPLAY_VERSIONS = 3
+"""Registered versions kept loaded for replay besides the serving one (least recently used
+go first): each holds a whole bundle in memory."""
+
+
 @dataclass
 class ServiceState:
     """Everything the routes need, built in the app's lifespan."""
@@ -60,31 +87,57 @@ class ServiceState:
     loader: ModelLoader
     model: LoadedModel | None = None
     load_error: str | None = None
-    versions: dict[str, LoadedModel] = field(default_factory=dict)
+    versions: OrderedDict[str, LoadedModel] = field(default_factory=OrderedDict)
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    versions_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load_initial(self) -> None:
-        """Load the configured model (run in a background thread at start-up)."""
-        try:
-            self.model = checked(self.loader, self.settings.model_uri)
-            self.versions[self.model.version] = self.model
-            log.info("serving %s version %s", self.model.name, self.model.version)
-        except ModelRefused as exc:
-            self.load_error = str(exc)
-            log.error("no model loaded: %s", exc)
+        """Load the configured model (run in a background thread at start-up).
+
+        It takes the reload lock, so a reload asked for meanwhile waits for it instead of
+        racing it.
+        """
+        with self.reload_lock:
+            try:
+                self.model = checked(self.loader, self.settings.model_uri)
+                log.info("serving %s version %s", self.model.name, self.model.version)
+            except ModelRefused as exc:
+                self.load_error = str(exc)
+                log.error("no model loaded: %s", exc)
 
     def reload(self) -> tuple[LoadedModel | None, LoadedModel]:
         """Swap to the current version of the alias; the old one serves if this fails."""
         with self.reload_lock:
-            fresh = checked(self.loader, self.settings.model_uri)
+            try:
+                fresh = checked(self.loader, self.settings.model_uri)
+            except ModelRefused as exc:
+                log.error("reload refused, version %s keeps serving: %s", self._serving(), exc)
+                raise
             previous = self.model
             self.model = fresh
-            self.versions[fresh.version] = fresh
             self.load_error = None
+            log.info("reloaded: version %s → %s", self._serving(previous), fresh.version)
             return previous, fresh
 
+    def _serving(self, model: LoadedModel | None = None) -> str:
+        model = model or self.model
+        return model.version if model else "none"
+
     def version(self, name: str, version: str) -> LoadedModel:
-        """A specific registered version (for replay), loaded once."""
-        if version not in self.versions:
-            self.versions[version] = self.loader(f"models:/{name}/{version}")
-        return self.versions[version]
+        """A specific registered version, for replay.
+
+        The serving one, or one of a few kept loaded (least recently used dropped first).
+        """
+        serving = self.model
+        if serving is not None and serving.version == version and serving.name == name:
+            return serving
+        with self.versions_lock:
+            if version in self.versions:
+                self.versions.move_to_end(version)
+                return self.versions[version]
+            loaded = self.loader(f"models:/{name}/{version}")
+            self.versions[version] = loaded
+            while len(self.versions) > REPLAY_VERSIONS:
+                dropped, _ = self.versions.popitem(last=False)
+                log.info("replay cache: dropped version %s", dropped)
+            return loaded

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from serving.audit import PREDICTION, AuditEntry
+from serving.checkpoints import AuditSecrets
 
 
 def answer_payload(
@@ -66,4 +68,15 @@ def answer_entry(i: int, **kwargs: Any) -> AuditEntry:
         kwargs["flagged"],
         "1",
         payload,
+    )
+
+
+def make_secrets(folder: Path, name: str = "audit") -> AuditSecrets:
+    """A store's keys and checkpoint file in ``folder`` (made on first use)."""
+    return AuditSecrets.load(
+        None,
+        folder / f"{name}.key",
+        folder / f"{name}-signing.key",
+        folder / f"{name}.checkpoints.jsonl",
+        create=True,
     )

@@ -15,12 +15,12 @@ from serving.schemas import EXAMPLE_RECORD
 from serving.scopes import Scope, ScopeError
 from serving.security import HEADER, KeyRing, key_hash
 from tests.api.conftest import headers
-from tests.audit_payloads import answer_entry
+from tests.audit_payloads import answer_entry, make_secrets
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    store = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    store = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}", make_secrets(tmp_path))
     store.append_many(
         [
             answer_entry(1, office_code="320104", granted_yuan=30_000.0),  # outside [5k, 20k]
@@ -78,11 +78,11 @@ def test_the_index_is_rebuilt_from_the_chain(store: AuditStore, tmp_path: Path) 
     with store.engine.begin() as connection:
         connection.execute(delete(index.leads))
         connection.execute(delete(index.answers))
-    reopened = AuditStore.open(str(store.engine.url))  # an index that lags the chain is rebuilt
+    reopened = AuditStore.open(str(store.engine.url), store.secrets)  # a lagging index is rebuilt
     with reopened.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(index.answers)).scalar() == 4
     assert {i: reopened.indexed([i])[i] for i in before} == before
-    assert verify_chain(reopened.engine).ok  # the chain itself was never touched
+    assert verify_chain(reopened.engine, store.secrets).ok  # the chain itself was never touched
 
 
 def test_scope_parsing() -> None:

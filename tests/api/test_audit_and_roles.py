@@ -175,7 +175,9 @@ def test_canary_refuses_a_model_that_cannot_score(api: dict[str, Any]) -> None:
 def test_no_answer_without_an_audit_record(api: dict[str, Any], tmp_path: Any) -> None:
     state = api["app"].state.service
     working = state.audit
-    state.audit = AuditStore(make_engine(f"sqlite:///{tmp_path}/missing/dir/audit.db"))
+    state.audit = AuditStore(
+        make_engine(f"sqlite:///{tmp_path}/missing/dir/audit.db"), working.secrets
+    )
     try:
         response = api["client"].post(
             "/v1/score", json={"record": EXAMPLE_RECORD}, headers=headers(api, "case_system")

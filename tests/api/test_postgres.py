@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from serving.answer_index import AnswerQuery
 from serving.audit import AuditEntry, AuditStore, verify_chain
-from tests.audit_payloads import answer_entry
+from tests.audit_payloads import answer_entry, make_secrets
 from tests.postgres import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -23,9 +23,10 @@ def _entry(i: int) -> AuditEntry:
     return answer_entry(i)
 
 
-def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
+def test_audit_chain_on_postgres_with_concurrent_writers(tmp_path: Path) -> None:
+    secrets = make_secrets(tmp_path)
     with fresh_database() as url:
-        stores = [AuditStore.open(url) for _ in range(2)]  # two "processes"
+        stores = [AuditStore.open(url, secrets) for _ in range(2)]  # two "processes"
 
         def write(store: AuditStore, start: int) -> None:
             for i in range(start, start + 40):
@@ -36,13 +37,13 @@ def test_audit_chain_on_postgres_with_concurrent_writers() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        report = verify_chain(stores[0].engine)
+        report = verify_chain(stores[0].engine, secrets)
         assert report.ok and report.records == 80, report.message
         page, total = stores[0].predictions(AnswerQuery(flagged=True), limit=100)
         assert total == 40 and all(r.flagged for r in page)
         with stores[0].engine.begin() as connection:
             connection.execute(text("UPDATE audit_records SET caller = 'someone' WHERE seq = 17"))
-        report = verify_chain(stores[0].engine)
+        report = verify_chain(stores[0].engine, secrets)
         assert not report.ok and report.first_bad_seq == 17
         for store in stores:
             store.engine.dispose()
