@@ -59,8 +59,16 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="JSON list of {name, role, sha256}; default data_dir/api_keys.json"
     )
-    max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
-    max_batch: int = Field(1000, gt=0, le=10_000, description="records per batch request")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="larger request bodies get 413")
+    max_batch: int = Field(
+        200, gt=0, le=10_000, description="records per batch request (a bound on one request)"
+    )
+    body_timeout_s: float = Field(10.0, gt=0, description="a slower body gets 408")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection whose headers stall")
+    rate_per_second: float = Field(100.0, gt=0, description="requests a second per key")
+    rate_burst: int = Field(200, ge=1, description="requests a key may send at once above rate")
+    max_concurrent_per_key: int = Field(8, ge=1, description="requests of one key at once")
+    metrics_require_key: bool = Field(False, description="/metrics only with a valid API key")
     similar_k: int = Field(5, ge=1, le=50, description="similar past cases in an answer")
     top_contributions: int = Field(8, ge=1, le=100, description="reasons listed per number")
 

@@ -2,8 +2,9 @@
 
 The lifespan opens the audit store, reads the API keys and loads the model in a background
 thread, so ``/healthz`` answers at once and ``/readyz`` turns 200 when the model is in.
-Two pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics`` and
-refuse bodies over the configured size with 413.
+Pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics``, add the
+security headers, check the API key and each key's bounds before any body is read, and read
+bodies whole within a size and time limit (``serving.guards``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidrec.settings import Settings
-from serving.errors import error_response, install_handlers
+from serving.errors import install_handlers
+from serving.guards import BodyGuard, KeyGate, KeyLimits, SecurityHeaders
 from serving.metrics import Metrics
 from serving.routes import router
 from serving.security import KeyRing
@@ -40,58 +42,6 @@ contributions); the most **similar past cases**; and, given the amount granted, 
 Authenticate with the `X-API-Key` header: `case_system` scores, `reviewer` reads and reviews,
 `admin` reloads.
 """
-
-
-class BodyLimit:
-    """Refuse request bodies larger than ``limit`` bytes with 413 (declared or streamed)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, or answer 413 once its body is over the limit."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            try:
-                too_large = int(declared) > self.limit
-            except ValueError:
-                too_large = False
-            if too_large:
-                await self._refuse(scope, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
-                await self._refuse(scope, send)
-                return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = error_response(413, f"the body is larger than {self.limit} bytes (请求体过大)")
-        await response(scope, _no_receive, send)
-
-
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
 
 
 class RequestMetrics:
@@ -158,6 +108,13 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
     )
     app.include_router(router)
     install_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # outermost last: metrics see everything; headers go on every answer; the key is checked
+    # before a byte of the body is read
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, deadline_s=settings.body_timeout_s)
+    limits = KeyLimits(
+        settings.rate_per_second, settings.rate_burst, settings.max_concurrent_per_key
+    )
+    app.add_middleware(KeyGate, limits=limits, metrics_need_key=settings.metrics_require_key)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -14,6 +14,7 @@ from features.contract import parse_records
 from features.tables import TableError, table_format, write_table
 from serving.audit import AuditError, AuditStore, make_engine, migrate, verify_chain
 from serving.checkpoints import AuditKeyError
+from serving.guards import GuardedH11Protocol
 from serving.schemas import EXAMPLE_RECORD
 from serving.security import CASE_SYSTEM, HEADER, ensure_keys
 from serving.state import audit_secrets, open_audit_store
@@ -53,7 +54,19 @@ def serve(
             "score the example case with:\n  " + example_curl(host, port, created[CASE_SYSTEM])
         )
     typer.echo(f"serving {settings.model_uri} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    protocol = type(
+        "HeaderDeadlineH11", (GuardedH11Protocol,), {"header_timeout": settings.header_timeout_s}
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        http=protocol,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def _store_settings(ctx: typer.Context, url: str | None) -> Settings:

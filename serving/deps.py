@@ -31,8 +31,10 @@ State = Annotated[ServiceState, Depends(get_state)]
 def require(*roles: str) -> object:
     """A dependency admitting callers whose key has one of ``roles`` (admin always)."""
 
-    def check(state: State, presented: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
-        key = state.keys.identify(presented)
+    def check(
+        request: Request, state: State, presented: Annotated[str | None, Depends(api_key_header)]
+    ) -> ApiKey:
+        key = getattr(request.state, "api_key", None) or state.keys.identify(presented)
         if key is None:
             raise HTTPException(
                 401, f"a valid API key is required in the {HEADER} header (需要有效的API密钥)"

@@ -61,6 +61,9 @@ def describe_error(error: dict[str, Any], prefix: list[str | int] | None = None)
     rule = str(error.get("msg", "invalid"))
     last = next((str(p) for p in reversed(loc) if isinstance(p, str)), "")
     spec = FIELD_BY_NAME.get(last)
+    if kind == "json_invalid":
+        why = (error.get("ctx") or {}).get("error", "")
+        return problem(["body"], f"the body is not valid JSON: {why}".rstrip(": "), rule_zh(kind))
     if kind == "extra_forbidden":
         rule = "is not a field of the contract and is refused (no personal identifiers)"
     elif spec is not None:

@@ -39,6 +39,11 @@ class Metrics:
         self.scores = Counter(
             "aidrec_scores_total", "cases scored", ["model_version"], registry=self.registry
         )
+        self.rate_limited = Counter(
+            "aidrec_rate_limited_total",
+            "requests refused because a key was over its rate or concurrency",
+            registry=self.registry,
+        )
         self.audit_failures = Counter(
             "aidrec_audit_failures_total",
             "answers refused because the audit write failed",

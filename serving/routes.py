@@ -14,17 +14,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serving import schemas, service
 from serving.deps import Admin, CaseSystem, Model, Reader, Reviewer, State, StoredPrediction
 from serving.deps import json_body as require_json
+from serving.guards import StrictJSONRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schemas.ErrorResponse, "description": text}
     for code, text in {
         401: "no or unknown API key",
         403: "the key's role may not do this",
+        408: "the body did not arrive in time",
         413: "the body is too large",
         415: "the body is not JSON",
-        422: "the record breaks the contract: field path and rule, in English and Chinese",
-        503: "no model loaded, or the audit store could not record the answer",
+        422: "the body is not strict JSON (json_invalid: duplicate keys, non-finite numbers, "
+        "too deep, too long an integer), or the record breaks the contract: field path and "
+        "rule, in English and Chinese",
+        429: "too many requests for this key at once or per second (Retry-After)",
+        503: "no model loaded, or the audit store could not record the answer (an error id)",
     }.items()
 }
 NOT_FOUND = {**ERRORS, 404: {"model": schemas.ErrorResponse, "description": "no such record"}}

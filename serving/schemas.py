@@ -89,7 +89,9 @@ def _field(spec: FieldSpec) -> tuple[Any, Any]:
 
 CaseRecord = create_model(  # type: ignore[call-overload]
     "CaseRecord",
-    __config__=ConfigDict(extra="forbid", json_schema_extra={"example": EXAMPLE_RECORD}),
+    __config__=ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra={"example": EXAMPLE_RECORD}
+    ),
     __doc__=f"One case record (contract {LATEST_VERSION}; docs/case-record.md), outcomes "
     "excluded: 案件记录。",
     **{spec.name: _field(spec) for spec in INPUT_FIELDS},
@@ -101,6 +103,7 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={"example": {"record": EXAMPLE_RECORD, "granted_amount_yuan": 30_000}},
     )
     record: CaseRecord
@@ -273,6 +276,7 @@ class ReviewRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "example": {"decision": "adjusted", "amount_yuan": 28_000, "reason": "医疗费票据核减"}
         },
@@ -281,7 +285,13 @@ class ReviewRequest(BaseModel):
         description="accepted=采纳, adjusted=调整, rejected=不予救助"
     )
     amount_yuan: float | None = Field(None, ge=0, description="required when adjusted")
-    reason: str = Field(..., min_length=1, max_length=2000, description="理由")
+    reason: str = Field(
+        ...,
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$",
+        description="理由 (text; no control characters but tab and line breaks)",
+    )
 
 
 class ReviewOut(BaseModel):

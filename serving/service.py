@@ -294,6 +294,18 @@ def review(
                 )
             ]
         )
+    ceiling = stored.payload["response"]["reference_amount"]["ceiling_yuan"]
+    if body.amount_yuan is not None and not 0 < body.amount_yuan <= ceiling:
+        raise ContractViolation(
+            [
+                problem(
+                    ["body", "amount_yuan"],
+                    f"{body.amount_yuan:g} is out of range: an adjusted amount is above 0 and "
+                    f"at most this case's statutory ceiling of {ceiling:,.0f} yuan",
+                    "调整金额须大于0且不超过本案救助上限",
+                )
+            ]
+        )
     entry = AuditEntry(
         kind=REVIEW,
         prediction_id=stored.record_id,

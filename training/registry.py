@@ -192,11 +192,20 @@ def resolve_model_uri(model_uri: str) -> tuple[str, str]:
 
 
 def load_bundle(model_uri: str) -> tuple[ModelBundle, dict[str, str]]:
-    """Load a registered bundle and say which version and run it is."""
+    """Load a registered bundle and say which version and run it is.
+
+    The version's files are copied to a temporary folder first and loaded from there:
+    loading straight from a local registry makes MLflow write a ``registered_model_meta``
+    file into the registry's own artifacts, and loading must never write into the registry.
+    """
     name, version = resolve_model_uri(model_uri)
     try:
         model_version = MlflowClient().get_model_version(name, version)
-        loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        with tempfile.TemporaryDirectory(prefix="aidrec-model-") as folder:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=folder
+            )
+            loaded = mlflow.pyfunc.load_model(local)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {model_uri}: {exc.message}") from exc
     bundle = loaded.unwrap_python_model().bundle

@@ -107,6 +107,9 @@ def test_malformed_json_is_422(api: dict[str, Any]) -> None:
 
 
 def test_unknown_route_is_404_and_wrong_method_405(api: dict[str, Any]) -> None:
-    response = api["client"].get("/v1/nothing-here")
+    auth = headers(api, "reviewer")
+    response = api["client"].get("/v1/nothing-here", headers=auth)
     assert response.status_code == 404 and "no such route" in response.json()["detail"]
-    assert api["client"].get("/v1/score").status_code == 405
+    assert api["client"].get("/v1/score", headers=auth).status_code == 405
+    assert api["client"].get("/v1/nothing-here").status_code == 401  # the key comes first
+    assert api["client"].get("/nothing-here").status_code == 404
