@@ -382,12 +382,15 @@ class AuditStore:
         log.info("audit checkpoint: %d records, head %s", state.seq, state.hash[:12])
 
     def writable(self) -> str | None:
-        """None when the store accepts a write now, else why not (a bounded no-op write)."""
+        """None when the store accepts a write now, else why not.
+
+        A bounded no-op write on the head row that every append takes, rolled back.
+        """
         try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    update(meta).where(meta.c.key == "store_id").values(value=self.store_id)
-                )
+            with self.engine.connect() as connection:
+                transaction = connection.begin()
+                connection.execute(update(head).where(head.c.id == 1).values(seq=head.c.seq))
+                transaction.rollback()
         except SQLAlchemyError as exc:
             return _plain_error(exc)
         return None
