@@ -53,6 +53,16 @@ class KeyRing:
                 raise KeyFileError(f"key {key.name!r}: unknown role {key.role!r} (one of {ROLES})")
             if len(key.sha256) != 64:
                 raise KeyFileError(f"key {key.name!r}: sha256 must be 64 hex characters")
+        for attribute in ("name", "sha256"):
+            seen: dict[str, str] = {}
+            for key in keys:
+                value = getattr(key, attribute)
+                if value in seen:
+                    raise KeyFileError(
+                        f"keys {seen[value]!r} and {key.name!r} have the same {attribute}: "
+                        "each key must be unique (none silently wins)"
+                    )
+                seen[value] = key.name
         self.keys = keys
 
     @classmethod

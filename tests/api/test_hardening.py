@@ -185,3 +185,21 @@ def test_loading_a_model_writes_nothing_into_the_registry(registry: dict[str, An
     after = {p: p.stat().st_mtime_ns for p in artifacts.rglob("*")}
     assert after == before
     assert not list(artifacts.rglob("registered_model_meta"))
+
+
+def test_two_keys_with_one_hash_or_name_are_refused() -> None:
+    from serving.security import KeyFileError, KeyRing
+
+    digest = "a" * 64
+    for entries in (
+        [
+            {"name": "a", "role": "reviewer", "sha256": digest},
+            {"name": "b", "role": "admin", "sha256": digest},
+        ],
+        [
+            {"name": "a", "role": "reviewer", "sha256": digest},
+            {"name": "a", "role": "admin", "sha256": "b" * 64},
+        ],
+    ):
+        with pytest.raises(KeyFileError, match="same"):
+            KeyRing.from_entries(entries)
