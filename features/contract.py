@@ -738,17 +738,16 @@ def _office_problems(
     """An office lies in the province that decides: office_code starts with province_code."""
     if "office_code" not in frame:
         return
-    office = pd.Series(np.asarray(frame["office_code"], dtype=object), dtype=object)
+    office = np.asarray(frame["office_code"], dtype=object)
     province = np.asarray(frame["province_code"], dtype=object)
-    known = office.notna().to_numpy() & pd.notna(province)
-    prefix = office.str[:2].to_numpy(dtype=object)
-    for i in np.flatnonzero(known & (prefix != province)):
-        yield (
-            int(i),
-            "office_code",
-            f"{office.iloc[i]!r} lies in province {prefix[i]!r}, but province_code is "
-            f"{province[i]!r}; the office code's first two digits must equal province_code",
-        )
+    for i in np.flatnonzero(pd.notna(office)):
+        if isinstance(province[i], str) and office[i][:2] != province[i]:
+            yield (
+                int(i),
+                "office_code",
+                f"{office[i]!r} lies in province {office[i][:2]!r}, but province_code is "
+                f"{province[i]!r}; the office code's first two digits must equal province_code",
+            )
 
 
 def _version_problems(

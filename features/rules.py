@@ -85,9 +85,15 @@ def _among(columns: Columns, name: str, values: tuple[str, ...]) -> np.ndarray:
     return among(_col(columns, name), values)
 
 
+def unknown_as_zero(values: np.ndarray) -> np.ndarray:
+    """NaN (unknown) counted as 0; ``np.nan_to_num`` costs ~10× more on one row."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isnan(values), 0.0, values)
+
+
 def _money(columns: Columns, name: str) -> np.ndarray:
     """A money field with unknown counted as 0 (what the record shows was spent or paid)."""
-    return np.nan_to_num(_col(columns, name).astype(float), nan=0.0)
+    return unknown_as_zero(_col(columns, name))
 
 
 def documented_loss(columns: Columns) -> np.ndarray:
@@ -214,10 +220,10 @@ def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
     )
     severe = _among(columns, "low_income_status", SEVERE_LOW_INCOME) | (
         _among(columns, "labor_capacity", ("none",))
-        & (np.nan_to_num(_col(columns, "dependants").astype(float)) > 0)
+        & (unknown_as_zero(_col(columns, "dependants")) > 0)
     )
     award = _col(columns, "court_award_yuan").astype(float)
-    return grave & severe & (np.nan_to_num(award) > CEILING_MONTHS * base)
+    return grave & severe & (unknown_as_zero(award) > CEILING_MONTHS * base)
 
 
 def _always(r: RuleInputs) -> np.ndarray:
@@ -418,7 +424,7 @@ def evaluate_rules(
             categories > 0, EligibilityStatus.ELIGIBLE.value, EligibilityStatus.NEEDS_REVIEW.value
         ),
     ).astype(object)
-    award = np.nan_to_num(_col(columns, "court_award_yuan").astype(float))
+    award = unknown_as_zero(_col(columns, "court_award_yuan"))
     ceiling = np.where(hits["CEILING_EXCEPTION_COURT_AWARD"], award, CEILING_MONTHS * base)
     return RuleResults(hits, ceiling, status, excluded, categories, signals)
 

@@ -12,14 +12,14 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from features.rules import rule_hits
 from serving import schemas
-from serving.explain import Explanation, explain
+from serving.explain import Explanation, explained
 from training.bundle import REFERENCE_AMOUNT, ModelBundle, Scores
 
 CANARY_RECORD: dict[str, Any] = {
@@ -86,7 +86,9 @@ def _eligibility(scores: Scores, i: int) -> schemas.Eligibility:
     hits = rule_hits(scores.columns, scores.rules, i)
     return schemas.Eligibility(
         status=str(scores.rules.status[i]),
-        rule_hits=[schemas.RuleHitOut(**asdict(hit)) for hit in hits],
+        rule_hits=[
+            schemas.RuleHitOut(id=h.id, kind=h.kind, zh=h.zh, en=h.en, facts=h.facts) for h in hits
+        ],
     )
 
 
@@ -155,15 +157,23 @@ def build_answers(
     granted: Sequence[float | None],
     similar_k: int,
     top_k: int,
+    explain: bool = True,
 ) -> list[schemas.ScoreResponse]:
-    """The full answer for each row of canonical columns (already validated)."""
+    """The full answer for each row of canonical columns (already validated).
+
+    With ``explain`` (the default) every number comes with its reasons, from one TreeSHAP
+    pass per model on the explainers' threads; without, the models only predict (for case
+    systems that only screen) and ``explanations`` is empty.
+    """
     bundle = model.bundle
-    scores = bundle.score_columns(columns)
-    futures = {
-        target: model.explainers.submit(explain, bundle, target, scores.matrix, top_k)
-        for target in bundle.targets
-    }
-    explanations = {target: future.result() for target, future in futures.items()}
+    if explain:
+        scores, found = bundle.explained(columns, model.explainers.submit)
+        explanations = {
+            target: explained(bundle, contributions, scores.matrix, top_k)
+            for target, contributions in found.items()
+        }
+    else:
+        scores, explanations = bundle.score_columns(columns), {}
     similar = bundle.similar_cases(scores.matrix, similar_k)
     now = dt.datetime.now(dt.UTC)
     answers = []
@@ -185,7 +195,7 @@ def build_answers(
                     )
                     for target, values in explanations.items()
                 },
-                similar_cases=[schemas.SimilarCase(**asdict(case)) for case in similar[i]],
+                similar_cases=[schemas.SimilarCase(**vars(case)) for case in similar[i]],
                 deviation=_deviation(granted[i], amount),
                 notes=_notes(bundle, scores, i),
             )

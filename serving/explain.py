@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import ModelBundle
+from training.bundle import Contributions, ModelBundle
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,14 @@ def explain(
 
     All contributions, or the ``top_k`` largest and the rest as one sum.
     """
-    found = bundle.contributions(target, matrix)
-    features, values, base = found.features, found.values, found.base
+    return explained(bundle, bundle.contributions(target, matrix), matrix, top_k)
+
+
+def explained(
+    bundle: ModelBundle, found: Contributions, matrix: np.ndarray, top_k: int | None = None
+) -> list[Explanation]:
+    """Explanations of contributions already computed (see :meth:`ModelBundle.explained`)."""
+    target, features, values, base = found.target, found.features, found.values, found.base
     out = []
     for i in range(len(matrix)):
         order = np.argsort(-np.abs(values[i]), kind="stable")

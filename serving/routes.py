@@ -32,6 +32,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         503: "no model loaded, or the audit store could not record the answer (an error id)",
     }.items()
 }
+Explain = Annotated[
+    bool,
+    Query(
+        description="false: scores, rules and similar cases without the reasons (for case "
+        "systems that only screen; faster)"
+    ),
+]
 NOT_FOUND = {**ERRORS, 404: {"model": schemas.ErrorResponse, "description": "no such record"}}
 JSON_BODY = [Depends(require_json)]
 
@@ -45,10 +52,14 @@ JSON_BODY = [Depends(require_json)]
     summary="Score one case: reference amount, leads, reasons, similar cases (评分)",
 )
 def score(
-    body: schemas.ScoreRequest, state: State, model: Model, caller: CaseSystem
+    body: schemas.ScoreRequest,
+    state: State,
+    model: Model,
+    caller: CaseSystem,
+    explain: Explain = True,
 ) -> schemas.ScoreResponse:
     """One case record of the contract (outcomes refused) and optionally the amount granted."""
-    return service.score(state, model, body, caller)
+    return service.score(state, model, body, caller, explain)
 
 
 @router.post(
@@ -60,10 +71,14 @@ def score(
     summary="Score up to max_batch cases in one vectorised call (批量评分)",
 )
 def score_batch(
-    body: schemas.BatchRequest, state: State, model: Model, caller: CaseSystem
+    body: schemas.BatchRequest,
+    state: State,
+    model: Model,
+    caller: CaseSystem,
+    explain: Explain = True,
 ) -> schemas.BatchResponse:
     """Each item is answered or given its own errors; one bad item fails no other."""
-    return service.score_batch(state, model, body, caller)
+    return service.score_batch(state, model, body, caller, explain)
 
 
 @router.get(

@@ -231,7 +231,9 @@ class ScoreResponse(BaseModel):
     reference_amount: ReferenceAmount
     eligibility: Eligibility
     leads: dict[str, Lead]
-    explanations: dict[str, ExplanationOut]
+    explanations: dict[str, ExplanationOut] = Field(
+        description="the reasons of each number; empty when asked with explain=false"
+    )
     similar_cases: list[SimilarCase]
     deviation: Deviation | None = None
     notes: list[str] = Field(description="what the reviewer should know (estimated base...)")

@@ -94,26 +94,36 @@ def _answers(
     model: LoadedModel,
     columns: dict[str, np.ndarray],
     requests: Sequence[schemas.ScoreRequest],
+    explain: bool,
 ) -> list[schemas.ScoreResponse]:
     settings = state.settings
     granted = [request.granted_amount_yuan for request in requests]
-    return build_answers(model, columns, granted, settings.similar_k, settings.top_contributions)
+    k, top = settings.similar_k, settings.top_contributions
+    return build_answers(model, columns, granted, k, top, explain)
 
 
 def score(
-    state: ServiceState, model: LoadedModel, request: schemas.ScoreRequest, caller: ApiKey
+    state: ServiceState,
+    model: LoadedModel,
+    request: schemas.ScoreRequest,
+    caller: ApiKey,
+    explain: bool = True,
 ) -> schemas.ScoreResponse:
     """One case: refused (422) if it breaks a cross-field rule, else answered and audited."""
     columns, problems = _checked_columns([request.record], [["body", "record"]])
     if problems[0]:
         raise ContractViolation(problems[0])
-    answer = _answers(state, model, columns, [request])[0]
+    answer = _answers(state, model, columns, [request], explain)[0]
     _audited(state, caller, [request], [answer])
     return answer
 
 
 def score_batch(
-    state: ServiceState, model: LoadedModel, body: schemas.BatchRequest, caller: ApiKey
+    state: ServiceState,
+    model: LoadedModel,
+    body: schemas.BatchRequest,
+    caller: ApiKey,
+    explain: bool = True,
 ) -> schemas.BatchResponse:
     """Each item is answered or given its own errors; one bad item fails no other."""
     limit = state.settings.max_batch
@@ -147,7 +157,7 @@ def score_batch(
     if scorable:
         requests = [request for _, request in scorable]
         subset = {name: values[keep] for name, values in columns.items()}
-        answers = _answers(state, model, subset, requests)
+        answers = _answers(state, model, subset, requests, explain)
         _audited(state, caller, requests, answers)
         for (i, _), answer in zip(scorable, answers, strict=True):
             results[i].result = answer
@@ -335,9 +345,14 @@ def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
             f"{type(exc).__name__}: {exc}",
         ) from exc
     columns, _ = _checked_columns([request.record], [["body", "record"]])
-    shown = len(answer["explanations"]["reference_amount"]["top"])
+    shown = len(answer["explanations"].get("reference_amount", {}).get("top", []))
     fresh = build_answers(
-        model, columns, [request.granted_amount_yuan], len(answer["similar_cases"]), shown
+        model,
+        columns,
+        [request.granted_amount_yuan],
+        len(answer["similar_cases"]),
+        shown,
+        explain=bool(answer["explanations"]),
     )[0]
     found = differences(comparable(answer), comparable(fresh.model_dump(mode="json")))
     return schemas.ReplayResponse(

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 
 from features.rules import RuleResults
@@ -27,6 +29,7 @@ from features.vectors import (
     CATEGORICAL_FIELDS,
     FEATURE_LABELS_ZH,
     CaseVectorizer,
+    CaseVectors,
     WageLookup,
     columns_from_frame,
 )
@@ -88,25 +91,31 @@ class AmountModel:
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, low, high) in months, before the ceiling; low ≤ median ≤ high."""
+        log_median = predict(self.median, matrix[:, self.columns])
+        return (np.exp(log_median), *self.interval(matrix, log_median))
+
+    def interval(self, matrix: np.ndarray, log_median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The conformalised interval in months around a median given in log months."""
         x = matrix[:, self.columns]
-        log_median = predict(self.median, x)
         log_low = predict(self.low, x) - self.conformal_margin
         log_high = predict(self.high, x) + self.conformal_margin
-        median = np.exp(log_median)
         return (
-            median,
             np.exp(np.minimum(log_low, log_median)),
             np.exp(np.maximum(log_high, log_median)),
         )
 
     def contributions_in_months(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature contributions in months and the base value, adding up to the median.
+        """Per-feature contributions in months and the base value, adding up to the median."""
+        return self.months_of(predict(self.median, matrix[:, self.columns], pred_contrib=True))
 
-        Exact TreeSHAP gives additive contributions φ in log months (f = φ₀ + Σφ). They are
-        rescaled by (e^f − e^φ₀)/(f − φ₀), which keeps every sign and ranking and makes
-        e^φ₀ + Σ φ·ratio equal the median in months exactly.
+    @staticmethod
+    def months_of(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contributions in months and the base value from exact TreeSHAP in log months.
+
+        Exact TreeSHAP gives additive contributions φ in log months (f = φ₀ + Σφ, the last
+        column is φ₀). They are rescaled by (e^f − e^φ₀)/(f − φ₀), which keeps every sign and
+        ranking and makes e^φ₀ + Σ φ·ratio equal the median in months exactly.
         """
-        phi = predict(self.median, matrix[:, self.columns], pred_contrib=True)
         f, f0 = phi.sum(axis=1), phi[:, -1]
         gap = f - f0
         safe = np.where(np.abs(gap) > 1e-12, gap, 1.0)
@@ -154,6 +163,10 @@ class LeadModel:
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         """The calibrated probability."""
         return np.asarray(self.calibrator.predict(self.raw_probability(matrix)))
+
+    def probability_of(self, log_odds: np.ndarray) -> np.ndarray:
+        """The calibrated probability of a raw score (what the contributions add up to)."""
+        return np.asarray(self.calibrator.predict(expit(log_odds)))
 
 
 @dataclass
@@ -385,16 +398,70 @@ class ModelBundle:
     def score_columns(self, columns: dict[str, np.ndarray]) -> Scores:
         """Score canonical columns (one array per contract input field)."""
         vectors = self.vectorizer.vectors(columns)
-        matrix, rules, base = vectors.matrix, vectors.rules, vectors.wage.monthly
-        median, low, high = self.amount.predict(matrix)
+        median, low, high = self.amount.predict(vectors.matrix)
+        probability = {name: lead.probability(vectors.matrix) for name, lead in self.leads.items()}
+        return self._scores(columns, vectors, median, low, high, probability)
+
+    def explained(
+        self, columns: dict[str, np.ndarray], run: Callable[..., Future[np.ndarray]] | None = None
+    ) -> tuple[Scores, dict[str, Contributions]]:
+        """Scores and every target's contributions from one TreeSHAP pass per model.
+
+        The contributions add up to each model's raw output, so the median amount and the
+        lead probabilities are derived from them instead of predicting a second time (the
+        same numbers as :meth:`score_columns` to rounding; a test checks it). ``run`` submits
+        work to an executor (``executor.submit``) so that the passes, which release the GIL,
+        use several cores; without it they run one after the other.
+        """
+        vectors = self.vectorizer.vectors(columns)
+        matrix = vectors.matrix
+        models = {REFERENCE_AMOUNT: (self.amount.median, self.amount.columns)}
+        models |= {name: (lead.booster, lead.columns) for name, lead in self.leads.items()}
+
+        def shap(booster: lgb.Booster, positions: np.ndarray) -> np.ndarray:
+            return predict(booster, matrix[:, positions], pred_contrib=True)
+
+        if run is None:
+            raw = {target: shap(*model) for target, model in models.items()}
+        else:
+            futures = {target: run(shap, *model) for target, model in models.items()}
+            raw = {target: future.result() for target, future in futures.items()}
+        log_median = raw[REFERENCE_AMOUNT].sum(axis=1)
+        low, high = self.amount.interval(matrix, log_median)
+        probability = {
+            name: lead.probability_of(raw[name].sum(axis=1)) for name, lead in self.leads.items()
+        }
+        scores = self._scores(columns, vectors, np.exp(log_median), low, high, probability)
+        values, base = self.amount.months_of(raw[REFERENCE_AMOUNT])
+        found = {
+            REFERENCE_AMOUNT: Contributions(
+                REFERENCE_AMOUNT, "months", self.amount.features, self.amount.columns, values, base
+            )
+        }
+        for name, lead in self.leads.items():
+            phi = raw[name]
+            found[name] = Contributions(
+                name, "log-odds", lead.features, lead.columns, phi[:, :-1], phi[:, -1]
+            )
+        return scores, found
+
+    def _scores(
+        self,
+        columns: dict[str, np.ndarray],
+        vectors: CaseVectors,
+        median: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        probability: dict[str, np.ndarray],
+    ) -> Scores:
+        rules, base = vectors.rules, vectors.wage.monthly
         ceiling_months = rules.ceiling_yuan / base
         months = np.minimum(median, ceiling_months)
-        probability = {name: lead.probability(matrix) for name, lead in self.leads.items()}
         thresholds = self.lead_thresholds
         flagged = {name: probability[name] >= thresholds[name] for name in self.leads}
         return Scores(
             case_id=np.asarray(columns["case_id"], dtype=object),
-            matrix=matrix,
+            matrix=vectors.matrix,
             columns=columns,
             rules=rules,
             wage=vectors.wage,

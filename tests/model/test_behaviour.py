@@ -201,3 +201,36 @@ def test_a_policy_changes_thresholds_and_the_rules_reading_not_the_boosters(
     assert (after.rules.hardship_signals >= before.rules.hardship_signals).all()
     assert (after.rules.hardship_signals > before.rules.hardship_signals).any()
     assert other.card()["policy"]["version"] == "test-strict"
+
+
+def test_one_treeshap_pass_gives_the_same_numbers_as_predicting(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from features.vectors import columns_from_frame
+
+    columns = columns_from_frame(model_history.head(2_000))
+    reference = bundle.score_columns(columns)
+    with ThreadPoolExecutor(2) as pool:
+        for run in (None, pool.submit):
+            fast, found = bundle.explained(columns, run)
+            for name in (
+                "model_months",
+                "months_of_wage",
+                "reference_amount_yuan",
+                "interval_low_yuan",
+                "interval_high_yuan",
+            ):
+                np.testing.assert_allclose(
+                    getattr(fast, name), getattr(reference, name), rtol=1e-9, err_msg=name
+                )
+            for lead in bundle.leads:
+                np.testing.assert_allclose(
+                    fast.lead_probability[lead], reference.lead_probability[lead], rtol=1e-9
+                )
+                np.testing.assert_array_equal(fast.lead_flagged[lead], reference.lead_flagged[lead])
+            for target, contributions in found.items():
+                alone = bundle.contributions(target, reference.matrix)
+                np.testing.assert_allclose(contributions.values, alone.values, atol=1e-12)
+                np.testing.assert_allclose(contributions.base, alone.base, atol=1e-12)

@@ -122,3 +122,17 @@ def test_persists_with_joblib(
     np.testing.assert_array_equal(
         loaded.transform(small_history.head(50)), fitted.transform(small_history.head(50))
     )
+
+
+def test_ten_thousand_records_alone_give_the_vectors_of_the_whole_frame() -> None:
+    """The API's path (one record, columns of one) equals the batch path, record by record."""
+    from features.synthetic import generate_history
+
+    history = generate_history(10_000, seed=77)
+    vectorizer = CaseVectorizer().fit(history)
+    frame = parse_records(history).frame
+    together = vectorizer.transform(frame)
+    records = frame.to_dict("records")
+    for row, record in enumerate(records):
+        alone = vectorizer.transform_columns(columns_from_records([record]))
+        np.testing.assert_array_equal(alone[0], together[row], err_msg=f"row {row}")
