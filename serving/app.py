@@ -1,7 +1,8 @@
 """The FastAPI application: built by :func:`create_app` from settings (no globals).
 
-The lifespan opens the audit store, reads the API keys and loads the model in a background
-thread, so ``/healthz`` answers at once and ``/readyz`` turns 200 when the model is in.
+The lifespan opens the audit store and its API keys (importing a key file's new keys) and
+loads the model in a background thread, so ``/healthz`` answers at once and ``/readyz``
+turns 200 when the model is in.
 Two pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics`` and
 refuse bodies over the configured size with 413.
 """
@@ -20,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aidrec.settings import Settings
 from serving.audit import AuditStore
 from serving.errors import error_response, install_handlers
+from serving.keys import KeyStore
 from serving.metrics import Metrics
 from serving.routes import router
-from serving.security import KeyRing
 from serving.state import ModelLoader, ServiceState, load_registered
 
 log = logging.getLogger(__name__)
@@ -135,10 +136,16 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         from training.registry import configure_tracking
 
         configure_tracking(settings.tracking_store_uri)
+        audit = AuditStore.open(settings.audit_database_url)
+        keys = KeyStore(audit)
+        if settings.api_keys_path.is_file():
+            keys.import_file(settings.api_keys_path, "aidrec serve (key file)")
+        if not keys.count():
+            log.warning("no API keys: create one with `aidrec keys create`")
         state = ServiceState(
             settings=settings,
-            audit=AuditStore.open(settings.audit_database_url),
-            keys=KeyRing.load(settings.api_keys_path),
+            audit=audit,
+            keys=keys,
             metrics=metrics,
             loader=loader or load_registered,
         )

@@ -1,8 +1,9 @@
 """The audit trail: every answer and every review, append-only and tamper-evident.
 
-One table holds one hash chain: each record (a prediction or a review) stores the hash of
-the record before it, and its own hash over its content and that link. :func:`verify_chain`
-walks the chain and names the first record that was changed, inserted or removed. Appends
+One table holds one hash chain: each record (a prediction, a review, or a change to the API
+keys) stores the hash of the record before it, and its own hash over its content and that
+link. :func:`verify_chain` walks the chain and names the first record that was changed,
+inserted or removed. Appends
 are serialised by a one-row ``audit_head`` table updated in the same transaction with a
 compare-and-set on the previous hash, so two writers (threads, processes, or replicas on
 one PostgreSQL) can never fork the chain. SQLite runs in WAL mode; any SQLAlchemy URL works.
@@ -16,13 +17,14 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 PREDICTION = "prediction"
 REVIEW = "review"
+KEY_CHANGE = "key"
+"""A key created, imported or revoked (``serving.keys``): in the chain, not in the index."""
+INDEXED_KINDS = (PREDICTION, REVIEW)
+"""The kinds of record the answer index reads; every other kind lives in the chain only."""
 
 metadata = MetaData()
 records = Table(
@@ -196,7 +202,10 @@ class AuditStore:
                 indexed = connection.execute(
                     select(func.count()).select_from(index.answers)
                 ).scalar()
-            if stored != indexed:  # a store from before the index, or one rebuilt by hand
+                current = index.matches(connection)
+                if not current:  # written by older code: the index is derived, so remake it
+                    index.recreate(connection)
+            if stored != indexed or not current:  # a store from before the index, or by hand
                 log.info("indexing %d stored predictions (%d indexed)", stored, indexed)
                 store.reindex()
         except SQLAlchemyError as exc:
@@ -207,8 +216,16 @@ class AuditStore:
         """Append one record to the chain; raises AuditError when it cannot be stored."""
         return self.append_many([entry])[0]
 
-    def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Append records in one transaction, chained in order (all or none are stored)."""
+    def append_many(
+        self,
+        entries: Sequence[AuditEntry],
+        alongside: Callable[[Connection], object] | None = None,
+    ) -> list[AuditRecord]:
+        """Append records in one transaction, chained in order (all or none are stored).
+
+        ``alongside`` runs in the same transaction (e.g. the key change a record describes),
+        so that the change and its record are stored together or not at all.
+        """
         rows: list[dict[str, Any]] = [
             {
                 "kind": e.kind,
@@ -248,8 +265,10 @@ class AuditStore:
                         for row, entry in zip(rows, entries, strict=True):
                             if entry.kind == PREDICTION:
                                 index.record_prediction(connection, row, entry.payload)
-                            else:
+                            elif entry.kind == REVIEW:
                                 index.record_review(connection, row, entry.payload)
+                        if alongside is not None:
+                            alongside(connection)
                         return [_row_to_record(_Row(row)) for row in rows]
         except SQLAlchemyError as exc:
             raise AuditError(f"the audit store refused the record: {exc}") from exc
@@ -296,10 +315,21 @@ class AuditStore:
         with self.engine.connect() as connection:
             return index.facts(connection, prediction_ids)
 
+    def indexed_columns(self, query: AnswerQuery, names: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Some indexed columns of every answer that matches ``query`` (for reports)."""
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execute(index.select_columns(query, names))
+                return [tuple(row) for row in result]
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the stored answers: {exc}") from exc
+
     def reindex(self) -> int:
         """Rebuild the answer index from the chain; returns the predictions indexed."""
         with self.engine.begin() as connection:
-            chain = connection.execute(select(records).order_by(records.c.seq))
+            chain = connection.execute(
+                select(records).where(records.c.kind.in_(INDEXED_KINDS)).order_by(records.c.seq)
+            )
             pairs = ((dict(row._mapping), json.loads(row.payload)) for row in chain.all())
             return rebuild(index, connection, pairs)
 

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
 from serving.answers import LoadedModel
-from serving.audit import AuditRecord
+from serving.audit import AuditError, AuditRecord
 from serving.security import ADMIN, CASE_SYSTEM, HEADER, REVIEWER, ApiKey
 from serving.state import ServiceState
 
@@ -31,7 +31,10 @@ def require(*roles: str) -> object:
     """A dependency admitting callers whose key has one of ``roles`` (admin always)."""
 
     def check(state: State, presented: Annotated[str | None, Depends(api_key_header)]) -> ApiKey:
-        key = state.keys.identify(presented)
+        try:
+            key = state.keys.identify(presented)
+        except AuditError as exc:
+            raise HTTPException(503, f"the API keys cannot be read: {exc} (密钥库不可用)") from exc
         if key is None:
             raise HTTPException(
                 401, f"a valid API key is required in the {HEADER} header (需要有效的API密钥)"

@@ -16,8 +16,8 @@ from features.contract import canonical_from_typed
 from features.vectors import columns_from_records
 from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
+from serving.keys import KeyStore
 from serving.metrics import Metrics
-from serving.security import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ServiceState:
 
     settings: Settings
     audit: AuditStore
-    keys: KeyRing
+    keys: KeyStore
     metrics: Metrics
     loader: ModelLoader
     model: LoadedModel | None = None
