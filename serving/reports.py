@@ -55,8 +55,10 @@ def _optional(value: Any) -> Any:
 
 def _answers_query(
     query: schemas.DeviationQuery, group_by: str, key: str
-) -> dict[str, str | int | bool]:
-    """The /v1/predictions query listing one group's answers (the drill-down)."""
+) -> dict[str, str | int | bool] | None:
+    """The /v1/predictions query listing one group's answers (the drill-down), if any."""
+    if key == UNKNOWN_GROUP:
+        return None
     found: dict[str, str | int | bool] = {"granted": True}
     for name, value in (
         ("province_code", query.province_code),
@@ -66,9 +68,8 @@ def _answers_query(
     ):
         if value is not None:
             found[name] = value
-    if key != UNKNOWN_GROUP:
-        column = GROUP_COLUMNS[group_by]
-        found[column] = int(key) if column == "decision_year" else key
+    column = GROUP_COLUMNS[group_by]
+    found[column] = int(key) if column == "decision_year" else key
     return found
 
 

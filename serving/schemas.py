@@ -503,8 +503,9 @@ class DeviationGroup(DeviationFigures):
     relative_to_parent: float | None = Field(description="the median ÷ the parent's median")
     flag: Literal["generous", "stingy"] | None = Field(description="偏高 / 偏低, or null")
     flag_zh: str
-    answers: dict[str, str | int | bool] = Field(
-        description="the query of GET /v1/predictions that lists this group's answers"
+    answers: dict[str, str | int | bool] | None = Field(
+        description="the query of GET /v1/predictions that lists this group's answers (null "
+        "for the group of answers that left the field empty)"
     )
 
 
