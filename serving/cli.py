@@ -97,7 +97,7 @@ def keys_list(ctx: typer.Context) -> None:
     """Every key: name, role, scope, created, last used, revoked (never the key itself)."""
     settings = settings_of(ctx)
     try:
-        keys = open_keys(settings, CLI_ACTOR).keys()
+        keys = open_keys(settings, CLI_ACTOR).entries()
     except (KeyStoreError, AuditError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

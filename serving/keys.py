@@ -151,7 +151,7 @@ class KeyStore:
         except SQLAlchemyError as exc:  # never refuse a request for its bookkeeping
             log.warning("could not record that key %r was used: %s", name, exc)
 
-    def keys(self) -> list[KeyInfo]:
+    def entries(self) -> list[KeyInfo]:
         """Every key ever created, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(select(api_keys).order_by(api_keys.c.created_at)).all()

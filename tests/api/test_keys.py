@@ -68,7 +68,7 @@ def test_keys_list_shows_role_scope_and_use(api: dict[str, Any]) -> None:
     )
     assert row[1:3] == ["reviewer", "3201"]
     assert row[-1] == "-" and len(row) == 8  # created and last used (date, time), not revoked
-    info = next(k for k in api["app"].state.service.keys.keys() if k.name == "rv-nanjing")
+    info = next(k for k in api["app"].state.service.keys.entries() if k.name == "rv-nanjing")
     assert info.last_used_at is not None and info.revoked_at is None
 
 
