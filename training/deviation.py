@@ -19,6 +19,7 @@ with their similar cases.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -429,11 +430,10 @@ def parse_years(text: str | None) -> tuple[int, int] | None:
     """``2021-2025`` (or one year, ``2024``) as an inclusive span; None for all years."""
     if not text:
         return None
-    first, _, last = text.partition("-")
-    try:
-        span = (int(first), int(last or first))
-    except ValueError:
-        raise ReportError(f"--years {text!r}: write a span like 2021-2025, or one year") from None
+    found = re.fullmatch(r"\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?", text)
+    if found is None:
+        raise ReportError(f"--years {text!r}: write a span like 2021-2025, or one year")
+    span = (int(found.group(1)), int(found.group(2) or found.group(1)))
     if span[0] > span[1]:
         raise ReportError(f"--years {text!r}: the first year is after the last")
     return span
