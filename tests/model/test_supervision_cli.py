@@ -343,3 +343,30 @@ def test_the_champions_own_policy_is_nothing_to_apply(
     result = _invoke(registry, "policy", "apply", str(default_policy_path()))
     assert result.exit_code == 2 and "nothing to do" in result.output
     assert _versions(MODEL) == before
+
+
+def test_the_pyfunc_output_matches_its_signature(registry: dict[str, Any]) -> None:
+    """What spark_udf reads: every output column, in the signature's order and types."""
+    from mlflow.models import get_model_info
+
+    from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, as_pyfunc_input
+
+    mlflow.set_tracking_uri(registry["tracking_uri"])
+    info = get_model_info(f"models:/{MODEL}@champion")
+    assert info.signature is not None and info.signature.outputs is not None
+    outputs = info.signature.outputs.inputs
+    assert [c.name for c in outputs] == [*OUTPUT_COLUMNS, "error"]
+    for column in outputs:
+        expected = "string" if column.name in (*TEXT_COLUMNS, "error") else "double"
+        assert column.type.name == expected, column
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    frame = pd.read_parquet(registry["history"]).head(30)
+    predicted = model.predict(as_pyfunc_input(frame))
+    assert list(predicted.columns) == [c.name for c in outputs]
+    for column in outputs:
+        values = predicted[column.name].dropna()
+        if column.type.name == "double":
+            assert predicted[column.name].dtype == float, column.name
+        else:
+            assert values.map(lambda v: isinstance(v, str)).all(), column.name
+    assert predicted["ratio_to_reference"].notna().any()  # the history's granted amounts
