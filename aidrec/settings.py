@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the audit store; default SQLite in data_dir"
     )
     api_keys_file: Path | None = Field(
-        None, description="JSON list of {name, role, sha256}; default data_dir/api_keys.json"
+        None,
+        description="a JSON list of {name, role, sha256, scope} imported into the key store "
+        "(the audit database) on start; default data_dir/api_keys.json",
     )
     max_body_bytes: int = Field(2_000_000, gt=0, description="larger request bodies get 413")
     max_batch: int = Field(1000, gt=0, le=10_000, description="records per batch request")
@@ -75,7 +77,7 @@ class Settings(BaseSettings):
 
     @property
     def api_keys_path(self) -> Path:
-        """Where the hashed API keys live."""
+        """A key file to import (the keys themselves live in the audit database)."""
         return self.api_keys_file or self.data_dir / "api_keys.json"
 
     @property

@@ -174,3 +174,22 @@ def test_a_bad_key_file_is_refused_and_nothing_is_imported(
     with pytest.raises(KeyStoreError, match=words):
         store.import_file(path, "test")
     assert store.count() == 0
+
+
+@pytest.mark.postgres
+def test_keys_on_postgres_as_production_keeps_them() -> None:
+    from tests.postgres import fresh_database
+
+    with fresh_database() as url:
+        store = KeyStore(AuditStore.open(url))
+        other = KeyStore(AuditStore.open(url))  # another replica on the same database
+        plain = store.create("pg-reviewer", "reviewer", Scope("3201"), "test")
+        found = other.identify(plain)
+        assert found is not None and found.scope == Scope("3201")
+        with pytest.raises(KeyStoreError, match="already exists"):
+            other.add(ApiKey("pg-reviewer", "admin", key_hash("k-other")), "test")
+        other.revoke("pg-reviewer", "test")
+        assert store.identify(plain) is None  # at once, on the other replica too
+        assert verify_chain(store.engine).ok
+        for each in (store, other):
+            each.engine.dispose()
