@@ -264,3 +264,32 @@ def test_exported_reviews_are_limited_to_a_scope(
         assert exported == expected
     bad = runner.invoke(app, ["export-reviews", "--out", str(tmp_path / "x.csv"), "--scope", "9"])
     assert bad.exit_code == 2 and "is not a scope" in bad.output
+
+
+def test_an_index_written_by_older_code_is_rebuilt_with_the_grade(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from sqlalchemy import inspect, text
+
+    from serving.answer_index import AnswerQuery
+    from serving.audit import AuditStore
+    from tests.audit_payloads import answer_entry
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore.open(url)
+    entry = answer_entry(1, office_code="650102", granted_yuan=9_000.0)
+    payload = {
+        **entry.payload,
+        "response": {**entry.payload["response"], "aid_grade": {"grade": 2}},
+    }
+    store.append(replace(entry, payload=payload))
+    with store.engine.begin() as connection:  # the index as the code before grades wrote it
+        connection.execute(text("DROP INDEX ix_answer_index_aid_grade"))
+        connection.execute(text("ALTER TABLE answer_index DROP COLUMN aid_grade"))
+    store.engine.dispose()
+    reopened = AuditStore.open(url)
+    columns = {c["name"] for c in inspect(reopened.engine).get_columns("answer_index")}
+    assert "aid_grade" in columns
+    records, total = reopened.predictions(AnswerQuery(aid_grade=2))
+    assert total == 1 and records[0].record_id == "p-1"
+    assert reopened.indexed(["p-1"])["p-1"].granted_yuan == 9_000.0
