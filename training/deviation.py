@@ -22,14 +22,19 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 from tqdm import tqdm
 
-from features.contract import CRIME_TYPES_ZH, HARM_OUTCOMES_ZH, ContractError, parse_records
+from features.contract import (
+    CRIME_TYPES_ZH,
+    HARM_OUTCOMES_ZH,
+    ContractError,
+    ParsedRecords,
+    parse_records,
+)
 from features.wages import province_names
 from training.bundle import ModelBundle, SimilarCase
 
@@ -250,7 +255,7 @@ class _Collected:
     rows_refused: int = 0
 
 
-def _refused_rows(parsed: Any, offset: int, drop_invalid: bool) -> int:
+def _refused_rows(parsed: ParsedRecords, offset: int, drop_invalid: bool) -> int:
     if not parsed.violations:
         return 0
     if not drop_invalid:
