@@ -6,7 +6,8 @@ columns, plus ``error`` naming what was wrong with a row that breaks the contrac
 numbers are then empty). Outcome and unknown columns are ignored, but for
 ``aid_amount_yuan``: where a row has it, ``ratio_to_reference`` and ``outside_interval``
 (1/0) say how the granted amount compares with the reference (同案不同救); elsewhere they are
-empty. Every row also gets its aid grade (``aid_grade`` 1, 2, ... and ``aid_grade_zh``).
+empty. Every row also gets its aid grade (``aid_grade`` 1, 2, ... and ``aid_grade_zh``) and
+the ``policy_version`` that graded and flagged it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ OUTPUT_COLUMNS = (
     "rule_hits",
     "aid_grade",
     "aid_grade_zh",
+    "policy_version",
     "ratio_to_reference",
     "outside_interval",
 )
-TEXT_COLUMNS = ("case_id", "eligibility_status", "rule_hits", "aid_grade_zh")
+TEXT_COLUMNS = ("case_id", "eligibility_status", "rule_hits", "aid_grade_zh", "policy_version")
 """Output columns that hold text; every other output column is a number (NaN = empty)."""
 GRANTED = "aid_amount_yuan"
 """The one outcome column scoring reads: the amount granted, for the deviation."""
@@ -99,6 +101,7 @@ def score_table(bundle: ModelBundle, records: pd.DataFrame) -> pd.DataFrame:
         known = ~np.isnan(given)
         table["ratio_to_reference"] = np.where(known, np.round(ratio, 4), np.nan)
         table["outside_interval"] = np.where(known, outside.astype(float), np.nan)
+        table["policy_version"] = bundle.policy.version
         out.loc[valid, list(OUTPUT_COLUMNS)] = table[list(OUTPUT_COLUMNS)].to_numpy()
     out["error"] = errors
     numeric = [c for c in OUTPUT_COLUMNS if c not in TEXT_COLUMNS]

@@ -198,7 +198,7 @@ def test_score_file_writes_the_deviation_and_the_aid_grade(
     out = tmp_path / "scores.csv"
     result = _invoke(registry, "score-file", "--input", str(source), "--output", str(out))
     assert result.exit_code == 0, result.output
-    scores = pd.read_csv(out)
+    scores = pd.read_csv(out, dtype={"policy_version": str})
     assert "aid_amount_yuan" in scores.loc[3, "error"] and np.isnan(scores.loc[3, "aid_grade"])
     ok = scores.drop(index=3)
     given = history.drop(index=3)["aid_amount_yuan"].to_numpy(dtype=float)
@@ -220,6 +220,7 @@ def test_score_file_writes_the_deviation_and_the_aid_grade(
         )
         assert row.aid_grade in (band.grade, max(band.grade - 1, 1))
         assert row.aid_grade_zh == policy.aid_grades.label(int(row.aid_grade))
+        assert row.policy_version == policy.version
     raised = ok[
         ok["aid_grade"]
         < ok["months_of_wage"].map(
