@@ -105,7 +105,8 @@ def main() -> None:
         seconds, peak, summary = measure(history, group_by, data_dir / f"report_{group_by}", env)
         rows.append(f"| {group_by} | {seconds:.1f} | {peak:,.0f} | {summary} |")
         sys.stdout.write(rows[-1] + "\n")
-    command = " ".join(["python", *[a for a in sys.argv]])
+    shown = [a for a in sys.argv if a != args.note and a != "--note"]
+    command = " ".join(["python", *shown])
     lines = [
         f"\n## Deviation report over a generated history ({dt.date.today().isoformat()})",
         f"Command: `{command}`; {args.rows:,} historical cases (Parquet), champion trained on "
