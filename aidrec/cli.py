@@ -17,6 +17,7 @@ from features.tables import read_table, write_table
 from features.wages import WageTable
 from serving import cli as serving_cli
 from training import cli as training_cli
+from training import supervision_cli
 from training.registry import CHAMPION, configure_tracking, version_for
 
 app = typer.Typer(
@@ -53,6 +54,9 @@ app.command("score-file")(training_cli.score_file)
 app.command()(serving_cli.serve)
 app.command("export-reviews")(serving_cli.export_reviews)
 app.add_typer(serving_cli.audit_app, name="audit")
+app.add_typer(serving_cli.keys_app, name="keys")
+app.add_typer(supervision_cli.report_app, name="report")
+app.add_typer(supervision_cli.policy_app, name="policy")
 
 
 @app.command()

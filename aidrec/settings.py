@@ -57,7 +57,9 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, description="the longest an answer waits for the audit store (503 after)"
     )
     api_keys_file: Path | None = Field(
-        None, description="JSON list of {name, role, sha256}; default data_dir/api_keys.json"
+        None,
+        description="a JSON list of {name, role, sha256, scope} imported into the key store "
+        "(the audit database) on start; default data_dir/api_keys.json",
     )
     max_body_bytes: int = Field(1_000_000, gt=0, description="larger request bodies get 413")
     max_batch: int = Field(
@@ -122,7 +124,7 @@ class Settings(BaseSettings):
 
     @property
     def api_keys_path(self) -> Path:
-        """Where the hashed API keys live."""
+        """A key file to import (the keys themselves live in the audit database)."""
         return self.api_keys_file or self.data_dir / "api_keys.json"
 
     @property

@@ -130,6 +130,8 @@ def main() -> None:
     # --- aidrec serve -------------------------------------------------------------------
     keys_file = data_dir / "bench_keys.json"
     keys_file.unlink(missing_ok=True)
+    for stale in data_dir.glob("bench_audit.db*"):  # the keys live there: a fresh one prints them
+        stale.unlink()
     server_env = {
         "AIDREC_DATA_DIR": str(data_dir),
         "AIDREC_API_KEYS_FILE": str(keys_file),

@@ -43,6 +43,13 @@ def default_wage_table_path() -> Path:
     return Path(str(resources.files("features") / "data" / "province_wages.csv"))
 
 
+def province_names() -> dict[str, str]:
+    """Each province code's Chinese name (江苏...), from the shipped wage table."""
+    frame = pd.read_csv(default_wage_table_path(), dtype={"province_code": str})
+    names = frame.drop_duplicates("province_code").set_index("province_code")["province_zh"]
+    return {str(code): str(name) for code, name in names.items() if code != "00"}
+
+
 class WageTable:
     """Annual average wages by province and year, read from a CSV file."""
 

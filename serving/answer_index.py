@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Float,
     ForeignKey,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
+    inspect,
     select,
     update,
 )
@@ -65,6 +67,7 @@ def define_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("granted_yuan", Float, nullable=True),
         Column("ratio_to_reference", Float, nullable=True),
         Column("outside_interval", Boolean, nullable=True, index=True),
+        Column("aid_grade", Integer, nullable=True, index=True),
         Column("review_status", String(16), nullable=False, index=True),
         Column("reviewed_at", UTCDateTime, nullable=True),
     )
@@ -96,6 +99,11 @@ class AnswerQuery:
     lead_flagged: str | None = None  # this lead flagged
     outside_interval: bool | None = None
     review_status: str | None = None
+    decision_year: int | None = None
+    crime_type: str | None = None
+    harm_outcome: str | None = None
+    aid_grade: int | None = None
+    granted: bool | None = None  # the answer carries a granted amount
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     order_by_lead: str | None = None  # highest probability of this lead first; else newest
@@ -123,6 +131,7 @@ class IndexedAnswer:
     granted_yuan: float | None
     ratio_to_reference: float | None
     outside_interval: bool | None
+    aid_grade: int | None
     review_status: str
     reviewed_at: dt.datetime | None
     leads: dict[str, tuple[float, bool]] = field(default_factory=dict)
@@ -154,6 +163,7 @@ def facts_of(row: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, An
         "granted_yuan": deviation.get("granted_amount_yuan"),
         "ratio_to_reference": deviation.get("ratio_to_reference"),
         "outside_interval": deviation.get("outside_interval"),
+        "aid_grade": (answer.get("aid_grade") or {}).get("grade"),
         "review_status": UNREVIEWED,
         "reviewed_at": None,
     }
@@ -195,8 +205,8 @@ class AnswerIndex:
             .values(review_status=payload["decision"], reviewed_at=row["created_at"])
         )
 
-    def select_ids(self, query: AnswerQuery) -> Select[Any]:
-        """prediction_id and seq of the answers that match, in the query's order."""
+    def conditions(self, query: AnswerQuery) -> list[ColumnElement[bool]]:
+        """The SQL conditions of a query, the caller's scope first (filters only narrow it)."""
         a, leads = self.answers, self.leads
         conditions = [query.scope.where(a.c.province_code, a.c.office_code)]
         equal = {
@@ -205,8 +215,15 @@ class AnswerIndex:
             "office_code": query.office_code,
             "outside_interval": query.outside_interval,
             "review_status": query.review_status,
+            "decision_year": query.decision_year,
+            "crime_type": query.crime_type,
+            "harm_outcome": query.harm_outcome,
+            "aid_grade": query.aid_grade,
         }
         conditions += [a.c[name] == value for name, value in equal.items() if value is not None]
+        if query.granted is not None:
+            known = a.c.granted_yuan.is_not(None)
+            conditions.append(known if query.granted else ~known)
         if query.since is not None:
             conditions.append(a.c.created_at >= query.since)
         if query.until is not None:
@@ -224,7 +241,12 @@ class AnswerIndex:
                     leads.c.flagged.is_(True),
                 )
             )
-        statement = select(a.c.prediction_id, a.c.seq).where(and_(*conditions))
+        return conditions
+
+    def select_ids(self, query: AnswerQuery) -> Select[Any]:
+        """prediction_id and seq of the answers that match, in the query's order."""
+        a, leads = self.answers, self.leads
+        statement = select(a.c.prediction_id, a.c.seq).where(and_(*self.conditions(query)))
         if query.order_by_lead is None:
             return statement.order_by(a.c.seq.desc())
         ranked = leads.alias("ranked")
@@ -232,6 +254,33 @@ class AnswerIndex:
             ranked,
             and_(ranked.c.prediction_id == a.c.prediction_id, ranked.c.lead == query.order_by_lead),
         ).order_by(ranked.c.probability.desc(), a.c.seq.desc())
+
+    def select_columns(self, query: AnswerQuery, names: Sequence[str]) -> Select[Any]:
+        """Some columns of every answer that matches (for reports), oldest first."""
+        a = self.answers
+        return (
+            select(*[a.c[name] for name in names])
+            .where(and_(*self.conditions(query)))
+            .order_by(a.c.seq)
+        )
+
+    def matches(self, connection: Connection) -> bool:
+        """Whether the stored index tables have this code's columns (else rebuild them)."""
+        found = inspect(connection)
+        for table in (self.answers, self.leads):
+            if not found.has_table(table.name):
+                return False
+            stored = {column["name"] for column in found.get_columns(table.name)}
+            if stored != set(table.columns.keys()):
+                return False
+        return True
+
+    def recreate(self, connection: Connection) -> None:
+        """Drop and create the index tables (a store written by older code)."""
+        self.leads.drop(connection, checkfirst=True)
+        self.answers.drop(connection, checkfirst=True)
+        self.answers.create(connection)
+        self.leads.create(connection)
 
     def facts(self, connection: Connection, ids: Sequence[str]) -> dict[str, IndexedAnswer]:
         """The indexed facts of some answers, by prediction id."""

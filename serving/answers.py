@@ -21,6 +21,7 @@ from features.rules import rule_hits
 from serving import schemas
 from serving.explain import Explanation, explained
 from training.bundle import REFERENCE_AMOUNT, ModelBundle, Scores
+from training.deviation import deviation_of
 
 CANARY_RECORD: dict[str, Any] = {
     "case_id": "CANARY-0001",
@@ -128,11 +129,26 @@ def _deviation(granted: float | None, amount: schemas.ReferenceAmount) -> schema
     if granted is None:
         return None
     low, high = amount.interval_80_yuan
-    ratio = granted / amount.yuan if amount.yuan > 0 else 0.0
+    ratio, outside = deviation_of(
+        np.array([granted]), np.array([amount.yuan]), np.array([low]), np.array([high])
+    )
     return schemas.Deviation(
         granted_amount_yuan=granted,
-        ratio_to_reference=ratio if math.isfinite(ratio) else 0.0,
-        outside_interval=bool(granted < low or granted > high),
+        ratio_to_reference=float(ratio[0]),
+        outside_interval=bool(outside[0]),
+    )
+
+
+def _aid_grade(bundle: ModelBundle, scores: Scores, i: int) -> schemas.AidGrade:
+    grade = int(scores.aid_grade.grade[i])
+    band = bundle.policy.aid_grades.band(int(scores.aid_grade.band_grade[i]))
+    top = None if math.isinf(band.max_months) else band.max_months
+    return schemas.AidGrade(
+        grade=grade,
+        label_zh=scores.grade_labels[grade],
+        band_months=(band.min_months, top),
+        raised_by=scores.aid_grade.raised_by(i),
+        policy_version=bundle.policy.version,
     )
 
 
@@ -196,6 +212,7 @@ def build_answers(
                     for target, values in explanations.items()
                 },
                 similar_cases=[schemas.SimilarCase(**vars(case)) for case in similar[i]],
+                aid_grade=_aid_grade(bundle, scores, i),
                 deviation=_deviation(granted[i], amount),
                 notes=_notes(bundle, scores, i),
             )

@@ -1,10 +1,11 @@
 """The FastAPI application: built by :func:`create_app` from settings (no globals).
 
-The lifespan opens the audit store, reads the API keys and loads the model in a background
-thread, so ``/healthz`` answers at once and ``/readyz`` turns 200 when the model is in.
-Pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics``, add the
-security headers, check the API key and each key's bounds before any body is read, and read
-bodies whole within a size and time limit (``serving.guards``).
+The lifespan opens the audit store and its API keys (importing a key file's new keys) and
+loads the model in a background thread, so ``/healthz`` answers at once and ``/readyz``
+turns 200 when the model is in. Pure-ASGI middlewares (cheap on the hot path) count
+requests for ``/metrics``, add the security headers, check the API key and each key's bounds
+before any body is read, and read bodies whole within a size and time limit
+(``serving.guards``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aidrec.settings import Settings
 from serving.errors import install_handlers
 from serving.guards import BodyGuard, KeyGate, KeyLimits, SecurityHeaders
+from serving.keys import KeyStore
 from serving.metrics import Metrics
 from serving.routes import router
-from serving.security import KeyRing
-from serving.state import ModelLoader, ServiceState, load_registered, open_audit_store
+from serving.state import ModelLoader, ServiceState, load_registered
+from serving.stores import open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,16 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         from training.registry import configure_tracking
 
         configure_tracking(settings.tracking_store_uri)
+        audit = open_audit_store(settings)
+        keys = KeyStore(audit)
+        if settings.api_keys_path.is_file():
+            keys.import_file(settings.api_keys_path, "aidrec serve (key file)")
+        if not keys.count():
+            log.warning("no API keys: create one with `aidrec keys create`")
         state = ServiceState(
             settings=settings,
-            audit=open_audit_store(settings),
-            keys=KeyRing.load(settings.api_keys_path),
+            audit=audit,
+            keys=keys,
             metrics=metrics,
             loader=loader or load_registered,
         )

@@ -1,6 +1,7 @@
 """The audit trail: every answer, review and reload, append-only and tamper-evident.
 
-One table holds one chain: each record stores the hash of the record before it, and its own
+One table holds one chain: each record (an answer, a review, a reload, a change to the API
+keys) stores the hash of the record before it, and its own
 hash: an HMAC-SHA256, under a key held outside the database, over its content and that
 link. Signed checkpoints outside the database anchor the chain's length and head
 (``serving.checkpoints``). :func:`verify_chain` walks the chain and names the first record
@@ -24,13 +25,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
@@ -59,6 +61,11 @@ REVIEW = "review"
 RELOAD = "reload"
 KEYED_SCHEME = "hmac-sha256-v2"
 LEGACY_SCHEME = "sha256-v1"
+
+KEY_CHANGE = "key"
+"""A key created, imported or revoked (``serving.keys``): in the chain, not in the index."""
+INDEXED_KINDS = (PREDICTION, REVIEW)
+"""The kinds of record the answer index reads; every other kind lives in the chain only."""
 
 
 metadata = MetaData()
@@ -280,7 +287,10 @@ class AuditStore:
                 indexed = connection.execute(
                     select(func.count()).select_from(index.answers)
                 ).scalar()
-            if stored != indexed:  # a store from before the index, or one rebuilt by hand
+                current = index.matches(connection)
+                if not current:  # written by older code: the index is derived, so remake it
+                    index.recreate(connection)
+            if stored != indexed or not current:  # a store from before the index, or by hand
                 log.info("indexing %d stored predictions (%d indexed)", stored, indexed)
                 store.reindex()
         except SQLAlchemyError as exc:
@@ -291,11 +301,17 @@ class AuditStore:
         """Append one record to the chain; raises AuditError when it cannot be stored."""
         return self.append_many([entry])[0]
 
-    def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    def append_many(
+        self,
+        entries: Sequence[AuditEntry],
+        alongside: Callable[[Connection], object] | None = None,
+    ) -> list[AuditRecord]:
         """Append records in one transaction, chained in order (all or none are stored).
 
         Payloads are serialised first: one that cannot be (a non-finite number) is refused
         before anything is written. Every wait is bounded by the store's timeout.
+        ``alongside`` runs in the same transaction (e.g. the key change a record describes),
+        so that the change and its record are stored together or not at all.
         """
         try:
             rows: list[dict[str, Any]] = [
@@ -320,7 +336,7 @@ class AuditStore:
         if not self._lock.acquire(timeout=self.timeout_s):
             raise AuditError(f"the audit store stayed busy for {self.timeout_s:g} s")
         try:
-            stored = self._append(rows, entries)
+            stored = self._append(rows, entries, alongside)
         except SQLAlchemyError as exc:
             raise AuditError(f"the audit store refused the record: {_plain_error(exc)}") from exc
         finally:
@@ -329,7 +345,10 @@ class AuditStore:
         return stored
 
     def _append(
-        self, rows: list[dict[str, Any]], entries: Sequence[AuditEntry]
+        self,
+        rows: list[dict[str, Any]],
+        entries: Sequence[AuditEntry],
+        alongside: Callable[[Connection], object] | None,
     ) -> list[AuditRecord]:
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
@@ -354,6 +373,8 @@ class AuditStore:
                         index.record_prediction(connection, row, entry.payload)
                     elif entry.kind == REVIEW:
                         index.record_review(connection, row, entry.payload)
+                if alongside is not None:
+                    alongside(connection)
                 return [_row_to_record(_Row(row)) for row in rows]
         raise AuditError(f"the audit chain stayed busy for {self.timeout_s:g} s")
 
@@ -436,13 +457,20 @@ class AuditStore:
         with self.engine.connect() as connection:
             return index.facts(connection, prediction_ids)
 
+    def indexed_columns(self, query: AnswerQuery, names: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Some indexed columns of every answer that matches ``query`` (for reports)."""
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execute(index.select_columns(query, names))
+                return [tuple(row) for row in result]
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the stored answers: {exc}") from exc
+
     def reindex(self) -> int:
         """Rebuild the answer index from the chain; returns the predictions indexed."""
         with self.engine.begin() as connection:
             chain = connection.execute(
-                select(records)
-                .where(records.c.kind.in_((PREDICTION, REVIEW)))
-                .order_by(records.c.seq)
+                select(records).where(records.c.kind.in_(INDEXED_KINDS)).order_by(records.c.seq)
             )
             pairs = ((dict(row._mapping), json.loads(row.payload)) for row in chain.all())
             return rebuild(index, connection, pairs)

@@ -1,4 +1,4 @@
-"""Thin commands over the serving package: serve, audit verify, export-reviews."""
+"""Thin commands over the serving package: serve, keys, audit verify, export-reviews."""
 
 from __future__ import annotations
 
@@ -15,12 +15,17 @@ from features.tables import TableError, table_format, write_table
 from serving.audit import AuditError, AuditStore, make_engine, migrate, verify_chain
 from serving.checkpoints import AuditKeyError
 from serving.guards import GuardedH11Protocol
+from serving.keys import KeyStoreError, ensure_keys, open_keys
 from serving.schemas import EXAMPLE_RECORD
-from serving.security import CASE_SYSTEM, HEADER, ensure_keys
-from serving.state import audit_secrets, open_audit_store
+from serving.scopes import LEVELS_ZH, NATIONAL, Scope, ScopeError
+from serving.security import CASE_SYSTEM, HEADER, ROLES
+from serving.stores import audit_secrets, open_audit_store
 
 log = logging.getLogger(__name__)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: role and scope (密钥管理).", no_args_is_help=True)
+CLI_ACTOR = "aidrec keys"
+"""Who changed a key from the command line, as the audit trail names it."""
 
 
 def example_curl(host: str, port: int, key: str) -> str:
@@ -45,9 +50,13 @@ def serve(
     from serving.app import create_app
 
     settings = settings_of(ctx)
-    created = ensure_keys(settings.api_keys_path)
+    try:
+        created = ensure_keys(settings)
+    except (KeyStoreError, AuditError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if created:
-        typer.echo(f"API keys created in {settings.api_keys_path} (shown only this once):")
+        typer.echo("API keys created, national scope (shown only this once):")
         for role, key in created.items():
             typer.echo(f"  {role:<12} {key}")
         typer.echo(
@@ -72,6 +81,70 @@ def serve(
 def _store_settings(ctx: typer.Context, url: str | None) -> Settings:
     settings = settings_of(ctx)
     return settings.model_copy(update={"audit_url": url}) if url else settings
+
+
+def _scope(text: str) -> Scope:
+    try:
+        return Scope.parse(text)
+    except ScopeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="a name for the key (who or what uses it)")],
+    role: Annotated[str, typer.Option(help="one of " + ", ".join(ROLES))],
+    scope: Annotated[
+        str, typer.Option(help="national, or a province (32), city (3201) or office (320104)")
+    ] = "national",
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    settings = settings_of(ctx)
+    try:
+        store = open_keys(settings, CLI_ACTOR)
+        plain = store.create(name, role, _scope(scope), CLI_ACTOR)
+    except (KeyStoreError, AuditError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    level = LEVELS_ZH[_scope(scope).level]
+    typer.echo(f"key {name!r} ({role}, scope {_scope(scope)} {level}), shown only this once:")
+    typer.echo(f"  {plain}")
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """Every key: name, role, scope, created, last used, revoked (never the key itself)."""
+    settings = settings_of(ctx)
+    try:
+        keys = open_keys(settings, CLI_ACTOR).entries()
+    except (KeyStoreError, AuditError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    def moment(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    typer.echo(f"{'name':<24} {'role':<12} {'scope':<9} {'created':<17} {'last used':<17} revoked")
+    for key in keys:
+        typer.echo(
+            f"{key.name:<24} {key.role:<12} {key.scope!s:<9} {moment(key.created_at):<17} "
+            f"{moment(key.last_used_at):<17} {moment(key.revoked_at)}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="the key's name")]
+) -> None:
+    """Revoke a key: refused from the next request on, without a restart."""
+    settings = settings_of(ctx)
+    try:
+        when = open_keys(settings, CLI_ACTOR).revoke(name, CLI_ACTOR)
+    except (KeyStoreError, AuditError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"key {name!r} revoked at {when:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @audit_app.command("verify")
@@ -119,8 +192,8 @@ def audit_migrate(
         raise typer.Exit(1)
 
 
-def reviewed_rows(store: AuditStore) -> pd.DataFrame:
-    """The reviewed cases as contract rows with outcomes, for the next training.
+def reviewed_rows(store: AuditStore, scope: Scope = NATIONAL) -> pd.DataFrame:
+    """The reviewed cases inside ``scope`` as contract rows with outcomes, for the next training.
 
     The latest review of the latest reviewed prediction per case: accepted = granted at the
     reference amount, adjusted = granted at the reviewer's amount, rejected = not granted;
@@ -129,6 +202,8 @@ def reviewed_rows(store: AuditStore) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for prediction, review in store.reviewed_predictions():
         record = dict(prediction.payload["request"]["record"])
+        if not scope.covers(prediction.province_code, record.get("office_code")):
+            continue
         decision = review.payload["decision"]
         reference = prediction.payload["response"]["reference_amount"]["yuan"]
         record["aid_granted"] = decision != "rejected"
@@ -155,13 +230,17 @@ def export_reviews(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="output file, .csv or .parquet")],
     url: Annotated[str | None, typer.Option(help="audit store URL (default: settings)")] = None,
+    scope: Annotated[
+        str, typer.Option(help="only cases of this scope: national, or a 2-, 4- or 6-digit code")
+    ] = "national",
 ) -> None:
     """Write the reviewed cases as contract rows with outcomes, ready for the next training."""
     settings = _store_settings(ctx, url)
+    within = _scope(scope)
     try:
         table_format(out)
         store = open_audit_store(settings)
-        frame = reviewed_rows(store)
+        frame = reviewed_rows(store, within)
         if frame.empty:
             typer.echo("no reviewed predictions yet: nothing written")
             return

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 
 from serving.answers import LoadedModel
-from serving.audit import AuditRecord
+from serving.audit import AuditError, AuditRecord
 from serving.errors import Unavailable
 from serving.security import ADMIN, CASE_SYSTEM, HEADER, REVIEWER, ApiKey
 from serving.state import ServiceState
@@ -34,7 +34,12 @@ def require(*roles: str) -> object:
     def check(
         request: Request, state: State, presented: Annotated[str | None, Depends(api_key_header)]
     ) -> ApiKey:
-        key = getattr(request.state, "api_key", None) or state.keys.identify(presented)
+        key = getattr(request.state, "api_key", None)
+        if key is None:
+            try:
+                key = state.keys.identify(presented)
+            except AuditError as exc:
+                raise Unavailable("the API keys cannot be read (密钥库不可用)", str(exc)) from exc
         if key is None:
             raise HTTPException(
                 401, f"a valid API key is required in the {HEADER} header (需要有效的API密钥)"

@@ -30,7 +30,8 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from serving.errors import error_response
+from serving.audit import AuditError
+from serving.errors import Unavailable, error_response, unavailable_handler
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects a request body may have."""
@@ -195,7 +196,14 @@ class KeyGate:
             return
         state = scope["app"].state.service
         presented = dict(scope["headers"]).get(b"x-api-key", b"").decode("latin-1")
-        key = state.keys.identify(presented)
+        try:
+            key = state.keys.identify(presented)
+        except AuditError as exc:
+            response = await unavailable_handler(
+                Request(scope), Unavailable("the API keys cannot be read (密钥库不可用)", str(exc))
+            )
+            await response(scope, receive, send)
+            return
         if key is None:
             response = error_response(
                 401, "a valid API key is required in the X-API-Key header (需要有效的API密钥)"

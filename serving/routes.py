@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving import schemas, service
+from serving import reports, schemas, service
 from serving.deps import Admin, CaseSystem, Model, Reader, Reviewer, State, StoredPrediction
 from serving.deps import json_body as require_json
 from serving.guards import StrictJSONRoute
@@ -160,6 +160,20 @@ def add_review(
 def replay(stored: StoredPrediction, state: State) -> schemas.ReplayResponse:
     """Says whether today's answer from the same version is identical to the stored one."""
     return service.replay(state, stored)
+
+
+@router.get(
+    "/v1/reports/deviation",
+    response_model=schemas.DeviationReportOut,
+    responses=ERRORS,
+    tags=["reports"],
+    summary="Granted amounts against the reference, by group (同案不同救监督)",
+)
+def deviation_report(
+    state: State, caller: Reviewer, query: Annotated[schemas.DeviationQuery, Query()]
+) -> schemas.DeviationReportOut:
+    """Served answers with a granted amount, inside the caller's scope, grouped and flagged."""
+    return reports.deviation(state, caller, query)
 
 
 @router.get("/healthz", tags=["operations"], summary="The process lives")

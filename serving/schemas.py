@@ -9,11 +9,20 @@ Cross-field rules are checked by the contract's own parser after this model.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
-from features.contract import INPUT_FIELDS, LATEST_VERSION, PROVINCE_CODES, FieldSpec, Kind
+from features.contract import (
+    CRIME_TYPES,
+    HARM_OUTCOMES,
+    INPUT_FIELDS,
+    LATEST_VERSION,
+    PROVINCE_CODES,
+    FieldSpec,
+    Kind,
+)
+from training.deviation import DEFAULT_MIN_CASES, DEFAULT_TOLERANCE, GROUP_BY
 
 EXAMPLE_RECORD: dict[str, Any] = {
     "case_id": "320106-2025-0413",
@@ -221,6 +230,21 @@ class Deviation(BaseModel):
     outside_interval: bool
 
 
+class AidGrade(BaseModel):
+    """救助等级: the policy's band of the reference amount, raised by urgency facts."""
+
+    grade: int = Field(description="1 is the gravest (一级)")
+    label_zh: str = Field(description="一级, 二级, ...")
+    band_months: tuple[float, float | None] = Field(
+        description="the months of the wage base the reference amount's band covers "
+        "[from, to); to is null for the top band"
+    )
+    raised_by: list[str] = Field(
+        description="the urgency facts that raised the grade one step (empty: the band's grade)"
+    )
+    policy_version: str
+
+
 class ScoreResponse(BaseModel):
     """The whole answer for one case."""
 
@@ -235,6 +259,7 @@ class ScoreResponse(BaseModel):
         description="the reasons of each number; empty when asked with explain=false"
     )
     similar_cases: list[SimilarCase]
+    aid_grade: AidGrade
     deviation: Deviation | None = None
     notes: list[str] = Field(description="what the reviewer should know (estimated base...)")
 
@@ -325,6 +350,14 @@ class PredictionRecord(BaseModel):
 
 
 LeadName = Literal["judicial_aid", "social_assistance", "civil_support"]
+if TYPE_CHECKING:  # the tokens are the contract's; mypy cannot read a Literal built from them
+    CrimeType: TypeAlias = str
+    HarmOutcome: TypeAlias = str
+    GroupBy: TypeAlias = str
+else:
+    CrimeType = Literal.__getitem__(CRIME_TYPES)
+    HarmOutcome = Literal.__getitem__(HARM_OUTCOMES)
+    GroupBy = Literal.__getitem__(GROUP_BY)
 
 
 class PredictionFilters(BaseModel):
@@ -346,6 +379,11 @@ class PredictionFilters(BaseModel):
     review_status: Literal["unreviewed", "accepted", "adjusted", "rejected"] | None = Field(
         None, description="the latest review's decision (复核状态)"
     )
+    aid_grade: int | None = Field(None, ge=1, le=9, description="救助等级 (1 = 一级)")
+    decision_year: int | None = Field(None, ge=2014, le=2035, description="决定年度")
+    crime_type: CrimeType | None = Field(None, description="案由")
+    harm_outcome: HarmOutcome | None = Field(None, description="损害后果")
+    granted: bool | None = Field(None, description="the answer carries a granted amount")
     since: dt.datetime | None = Field(None, alias="from", description="from (inclusive)")
     until: dt.datetime | None = Field(None, alias="to", description="to (exclusive)")
     order: Literal["newest", "lead_probability"] = Field(
@@ -410,3 +448,111 @@ class ReloadResponse(BaseModel):
     previous: ModelRef
     current: ModelRef
     message: str
+
+
+class DeviationQuery(BaseModel):
+    """Which served answers the deviation report covers, and how it groups them.
+
+    Only answers that carry a granted amount count; every filter narrows the caller's scope,
+    none widens it.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    group_by: GroupBy = Field("office", description="分组: " + ", ".join(GROUP_BY))
+    since: dt.datetime | None = Field(None, alias="from", description="answered from (inclusive)")
+    until: dt.datetime | None = Field(None, alias="to", description="answered before (exclusive)")
+    province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
+    office_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="办案检察院代码")
+    tolerance: float = Field(
+        DEFAULT_TOLERANCE, gt=0, le=10, description="flag beyond ×(1+t) or ÷(1+t) of the parent"
+    )
+    min_cases: int = Field(DEFAULT_MIN_CASES, ge=1, le=100_000, description="to be flagged")
+    largest: int = Field(20, ge=0, le=200, description="largest deviations listed")
+
+    @field_validator("province_code")
+    @classmethod
+    def _province(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVINCE_CODES:
+            raise ValueError(f"{value!r} is not a province code")
+        return value
+
+    @field_validator("office_code")
+    @classmethod
+    def _office_in_province(cls, value: str | None, info: ValidationInfo) -> str | None:
+        province = info.data.get("province_code")
+        if value is not None and province is not None and value[:2] != province:
+            raise ValueError(
+                f"office_code {value!r} lies in province {value[:2]!r}, but province_code is "
+                f"{province!r}; the office code's first two digits must equal province_code"
+            )
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        """A moment without an offset is UTC."""
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=dt.UTC)
+
+
+class DeviationFigures(BaseModel):
+    """The figures of a set of decisions (granted ÷ reference)."""
+
+    count: int
+    ratio_q1: float | None = None
+    ratio_median: float | None = None
+    ratio_q3: float | None = None
+    share_outside_interval: float | None = Field(None, description="outside the 80 % interval")
+    share_at_ceiling: float | None = Field(None, description="at the statutory ceiling")
+
+
+class DeviationGroup(DeviationFigures):
+    """One group's figures, compared with its parent (its province for an office, else all)."""
+
+    group: str = Field(description="the group's code or token; empty: the field was not filled")
+    label_zh: str
+    parent: str = Field(description="a province code, or 'all'")
+    parent_median: float | None
+    relative_to_parent: float | None = Field(description="the median ÷ the parent's median")
+    flag: Literal["generous", "stingy"] | None = Field(description="偏高 / 偏低, or null")
+    flag_zh: str
+    answers: dict[str, str | int | bool] | None = Field(
+        description="the query of GET /v1/predictions that lists this group's answers (null "
+        "for the group of answers that left the field empty)"
+    )
+
+
+class DeviationAnswer(BaseModel):
+    """A served answer far from its reference (open it at /v1/predictions/{prediction_id})."""
+
+    prediction_id: str
+    created_at: dt.datetime
+    case_id: str
+    province_code: str
+    office_code: str | None
+    decision_year: int | None
+    crime_type: str | None
+    harm_outcome: str | None
+    granted_yuan: float
+    reference_yuan: float
+    interval_80_yuan: tuple[float, float]
+    ratio_to_reference: float
+    outside_interval: bool
+    aid_grade: int | None
+
+
+class DeviationReportOut(BaseModel):
+    """同案不同救: served answers with a granted amount, by group, inside the caller's scope."""
+
+    group_by: str
+    group_by_zh: str
+    scope: str = Field(description="the caller's scope: national or a 2-, 4-, 6-digit code")
+    since: dt.datetime | None = Field(None, serialization_alias="from")
+    until: dt.datetime | None = Field(None, serialization_alias="to")
+    tolerance: float
+    min_cases: int
+    overall: DeviationFigures
+    groups: list[DeviationGroup]
+    largest: list[DeviationAnswer]

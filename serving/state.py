@@ -16,34 +16,13 @@ from aidrec.settings import Settings
 from features.contract import canonical_from_typed
 from features.vectors import columns_from_records
 from serving.answers import CANARY_RECORD, LoadedModel, build_answers
-from serving.audit import AuditStore, CheckpointPolicy, is_new_store
-from serving.checkpoints import AuditSecrets
+from serving.audit import AuditStore
+from serving.keys import KeyStore
 from serving.metrics import Metrics
-from serving.security import KeyRing
 
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[str], LoadedModel]
-
-
-def audit_secrets(settings: Settings, create: bool) -> AuditSecrets:
-    """The audit store's keys and checkpoint file; ``create`` makes missing keys (mode 600)."""
-    key = settings.audit_key.get_secret_value().encode() if settings.audit_key else None
-    return AuditSecrets.load(
-        key,
-        settings.audit_key_path,
-        settings.audit_signing_key_path,
-        settings.audit_checkpoint_path,
-        create,
-    )
-
-
-def open_audit_store(settings: Settings) -> AuditStore:
-    """The configured audit store, keyed; keys are made only for a store that is still new."""
-    url = settings.audit_database_url
-    secrets = audit_secrets(settings, create=is_new_store(url))
-    policy = CheckpointPolicy(settings.audit_checkpoint_every, settings.audit_checkpoint_seconds)
-    return AuditStore.open(url, secrets, settings.audit_timeout_s, policy)
 
 
 class ModelRefused(RuntimeError):
@@ -82,7 +61,7 @@ class ServiceState:
 
     settings: Settings
     audit: AuditStore
-    keys: KeyRing
+    keys: KeyStore
     metrics: Metrics
     loader: ModelLoader
     model: LoadedModel | None = None

@@ -34,6 +34,7 @@ from features.vectors import (
     columns_from_frame,
 )
 from training.config import TrainingConfig
+from training.grades import GradedCases
 from training.policy import Policy
 
 REFERENCE_AMOUNT = "reference_amount"
@@ -300,6 +301,8 @@ class Scores:
     ceiling_bound: np.ndarray
     lead_probability: dict[str, np.ndarray]
     lead_flagged: dict[str, np.ndarray]
+    aid_grade: GradedCases
+    grade_labels: dict[int, str]  # the policy's label of each grade (一级...)
 
     @property
     def base_monthly_wage(self) -> np.ndarray:
@@ -329,6 +332,8 @@ class Scores:
                 "p_civil_support": self.lead_probability.get("civil_support"),
                 "eligibility_status": self.rules.status,
                 "rule_hits": hits,
+                "aid_grade": self.aid_grade.grade,
+                "aid_grade_zh": [self.grade_labels[int(g)] for g in self.aid_grade.grade],
             }
         )
 
@@ -459,6 +464,7 @@ class ModelBundle:
         months = np.minimum(median, ceiling_months)
         thresholds = self.lead_thresholds
         flagged = {name: probability[name] >= thresholds[name] for name in self.leads}
+        grades = self.policy.aid_grades
         return Scores(
             case_id=np.asarray(columns["case_id"], dtype=object),
             matrix=vectors.matrix,
@@ -474,6 +480,8 @@ class ModelBundle:
             ceiling_bound=median > ceiling_months,
             lead_probability=probability,
             lead_flagged=flagged,
+            aid_grade=grades.assign(months, columns),
+            grade_labels={band.grade: band.label for band in grades.bands},
         )
 
     def contributions(self, target: str, matrix: np.ndarray) -> Contributions:

@@ -19,7 +19,7 @@ from features.wages import WageTable, WageTableError
 from training.config import ConfigError, load_config
 from training.evaluate import evaluate_bundle
 from training.policy import load_policy
-from training.pyfunc import score_table
+from training.pyfunc import DEVIATION_COLUMNS, GRANTED, score_table
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -224,7 +224,11 @@ def score_file(
     model_uri: Annotated[str, typer.Option(help="registered model")] = "",
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk")] = 100_000,
 ) -> None:
-    """Score a file of case records in chunks: one output row per case."""
+    """Score a file of case records in chunks: one output row per case.
+
+    With an ``aid_amount_yuan`` column, each row also says how the amount granted compares
+    with the reference (``ratio_to_reference``, ``outside_interval``).
+    """
     settings = settings_of(ctx)
     configure_tracking(settings.tracking_store_uri)
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
@@ -245,6 +249,8 @@ def score_file(
         with tqdm(desc=f"scoring with version {info['version']}", unit="case") as bar:
             for chunk in iter_table_chunks(input, chunk_rows):
                 scored = score_table(bundle, chunk.reset_index(drop=True))
+                if GRANTED not in chunk.columns:  # no granted amounts: no deviation columns
+                    scored = scored.drop(columns=list(DEVIATION_COLUMNS))
                 table = pa.Table.from_pandas(scored, preserve_index=False)
                 if writer is None or schema is None:
                     schema = table.schema

@@ -104,8 +104,12 @@ def log_training_run(
     history: pd.DataFrame,
     destination: Destination,
     data_path: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> LoggedModel:
-    """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger."""
+    """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger.
+
+    ``tags`` go on the run and on the registered version (e.g. what a policy change changed).
+    """
     bundle.metadata["evaluation"] = evaluation.metrics
     registered_model = destination.registered_model
     start = (
@@ -123,6 +127,7 @@ def log_training_run(
                 "rows": str(len(history)),
                 "wage_table_version": bundle.metadata.get("wage_table_version", ""),
                 "policy_version": bundle.policy.version,
+                **(tags or {}),
             }
         )
         (folder / "evaluation.json").write_text(
@@ -154,6 +159,8 @@ def log_training_run(
     client.set_registered_model_alias(registered_model, CHALLENGER, version)
     client.set_model_version_tag(registered_model, version, "run_id", run.info.run_id)
     client.set_model_version_tag(registered_model, version, "policy_version", bundle.policy.version)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_model, version, key, value)
     log.info(
         "run %s registered as %s version %s (alias %s)",
         run.info.run_id,

@@ -14,7 +14,8 @@ from aidrec.settings import Settings
 from features.contract import INPUT_NAMES, parse_records, wire_value
 from features.tables import read_table
 from serving.app import create_app
-from serving.security import HEADER, ensure_keys
+from serving.keys import ensure_keys
+from serving.security import HEADER
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +30,7 @@ def api(
         max_body_bytes=200_000,
         max_batch=50,
     )
-    keys = ensure_keys(settings.api_keys_path)
+    keys = ensure_keys(settings)
     assert keys is not None
     app = create_app(settings)
     with TestClient(app) as client:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from serving.answer_index import AnswerQuery
 from serving.audit import REVIEW, AuditEntry, AuditStore, index, verify_chain
 from serving.schemas import EXAMPLE_RECORD
 from serving.scopes import Scope, ScopeError
-from serving.security import HEADER, KeyRing, key_hash
+from serving.security import HEADER, ApiKey, key_hash
 from tests.api.conftest import headers
 from tests.audit_payloads import answer_entry, make_secrets
 
@@ -113,12 +112,7 @@ def test_a_scoped_key_sees_only_its_part(api: dict[str, Any], tmp_path: Path) ->
         },
         headers=headers(api, "case_system"),
     ).json()
-    keys = json.loads(api["settings"].api_keys_path.read_text())
-    keys.append(
-        {"name": "nanjing", "role": "reviewer", "sha256": key_hash("k-nanjing"), "scope": "3201"}
-    )
-    working = state.keys
-    state.keys = KeyRing([*working.keys, *KeyRing.from_entries(keys[-1:]).keys])
+    state.keys.add(ApiKey("nanjing", "reviewer", key_hash("k-nanjing"), Scope("3201")), "test")
     try:
         auth = {HEADER: "k-nanjing"}
         mine = client.get(f"/v1/predictions/{nanjing['prediction_id']}", headers=auth)
@@ -138,4 +132,4 @@ def test_a_scoped_key_sees_only_its_part(api: dict[str, Any], tmp_path: Path) ->
         listed = client.get("/v1/predictions", params={"case_id": "SCOPE-1"}, headers=auth).json()
         assert [i["case_id"] for i in listed["items"]] == ["SCOPE-1"]
     finally:
-        state.keys = working
+        state.keys.revoke("nanjing", "test")

@@ -58,26 +58,40 @@ def test_an_intact_chain_verifies(audit_copy: str) -> None:
     assert "ok: all" in result.output
 
 
+def _second_prediction(engine: Any) -> int:
+    """The chain position of the second stored answer (key records come first)."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT seq FROM audit_records WHERE kind = 'prediction' ORDER BY seq")
+            ).all()[1][0]
+        )
+
+
 def test_a_changed_record_is_caught(audit_copy: str) -> None:
     engine = create_engine(audit_copy)
+    seq = _second_prediction(engine)
     with engine.begin() as connection:
-        connection.execute(
+        changed = connection.execute(
             text(
                 "UPDATE audit_records SET payload = replace(payload, "
-                "'\"months_of_wage\"', '\"months_of_wagE\"') WHERE seq = 2"
-            )
+                "'\"months_of_wage\"', '\"months_of_wagE\"') WHERE seq = :s"
+            ),
+            {"s": seq},
         )
+        assert changed.rowcount == 1
     result = _verify(audit_copy)
     assert result.exit_code == 1
-    assert "TAMPERED: record 2" in result.output and "changed" in result.output
+    assert f"TAMPERED: record {seq}" in result.output and "changed" in result.output
 
 
 def test_a_removed_record_is_caught(audit_copy: str) -> None:
     engine = create_engine(audit_copy)
+    seq = _second_prediction(engine)
     with engine.begin() as connection:
-        connection.execute(text("DELETE FROM audit_records WHERE seq = 2"))
+        connection.execute(text("DELETE FROM audit_records WHERE seq = :s"), {"s": seq})
     result = _verify(audit_copy)
-    assert result.exit_code == 1 and "record 2 is missing" in result.output
+    assert result.exit_code == 1 and f"record {seq} is missing" in result.output
 
 
 def _sql(url: str, *statements: str) -> None:

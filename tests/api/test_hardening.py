@@ -14,8 +14,9 @@ from aidrec.settings import Settings
 from serving.app import create_app
 from serving.audit import records
 from serving.guards import KeyLimits, strict_loads
+from serving.keys import ensure_keys
 from serving.schemas import EXAMPLE_RECORD
-from serving.security import HEADER, ensure_keys
+from serving.security import HEADER
 from tests.api.conftest import headers
 
 SCORE = "/v1/score"
@@ -151,7 +152,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(
         rate_burst=2,
         metrics_require_key=True,
     )
-    keys = ensure_keys(settings.api_keys_path)
+    keys = ensure_keys(settings)
     assert keys is not None
     with TestClient(create_app(settings)) as client:
         auth = {HEADER: keys["reviewer"]}
@@ -185,21 +186,3 @@ def test_loading_a_model_writes_nothing_into_the_registry(registry: dict[str, An
     after = {p: p.stat().st_mtime_ns for p in artifacts.rglob("*")}
     assert after == before
     assert not list(artifacts.rglob("registered_model_meta"))
-
-
-def test_two_keys_with_one_hash_or_name_are_refused() -> None:
-    from serving.security import KeyFileError, KeyRing
-
-    digest = "a" * 64
-    for entries in (
-        [
-            {"name": "a", "role": "reviewer", "sha256": digest},
-            {"name": "b", "role": "admin", "sha256": digest},
-        ],
-        [
-            {"name": "a", "role": "reviewer", "sha256": digest},
-            {"name": "a", "role": "admin", "sha256": "b" * 64},
-        ],
-    ):
-        with pytest.raises(KeyFileError, match="same"):
-            KeyRing.from_entries(entries)

@@ -34,7 +34,8 @@ def test_served_answer_is_audited_and_tampering_is_caught(
         rows = [line.split() for line in printed.splitlines() if line.startswith("  ")]
         keys = {row[0]: row[1] for row in rows if row[0] in ("case_system", "reviewer")}
         assert "curl -s -X POST" in printed and keys["case_system"] in printed
-        assert keys["case_system"] not in (tmp_path / "keys.json").read_text()  # hashed only
+        stored = b"".join(f.read_bytes() for f in tmp_path.glob("audit.db*"))
+        assert keys["case_system"].encode() not in stored  # hashed only
         body = {"record": EXAMPLE_RECORD, "granted_amount_yuan": 1}
         scored = httpx.post(
             f"{base}/v1/score", json=body, headers={HEADER: keys["case_system"]}, timeout=30
@@ -66,7 +67,8 @@ def test_served_answer_is_audited_and_tampering_is_caught(
         )
 
     clean = verify()
-    assert clean.returncode == 0 and "all 4 records intact" in clean.stdout, clean.stdout
+    # the three default keys' creation, then the four answers
+    assert clean.returncode == 0 and "all 7 records intact" in clean.stdout, clean.stdout
     with sqlite3.connect(audit) as connection:
         statement = (
             "UPDATE audit_records SET payload = replace(payload, '\"yuan\"', "
@@ -75,4 +77,4 @@ def test_served_answer_is_audited_and_tampering_is_caught(
         connection.execute(statement, (answer["prediction_id"],))
     tampered = verify()
     assert tampered.returncode == 1
-    assert "TAMPERED: record 1" in tampered.stdout and answer["prediction_id"] in tampered.stdout
+    assert "TAMPERED: record 4" in tampered.stdout and answer["prediction_id"] in tampered.stdout

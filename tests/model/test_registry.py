@@ -15,7 +15,7 @@ from mlflow.models import get_model_info
 
 from features.contract import INPUT_FIELDS, OUTCOME_NAMES
 from training.config import load_config
-from training.pyfunc import as_pyfunc_input
+from training.pyfunc import DEVIATION_COLUMNS, GRANTED, as_pyfunc_input
 from training.registry import load_bundle, promotion_decision
 
 MODEL = "judicial-aid"
@@ -41,7 +41,7 @@ def test_training_logged_one_run_with_metrics_plots_and_a_registered_bundle(
     info = get_model_info(f"models:/{MODEL}@champion")
     assert info.signature is not None, "MLflow dropped the signature"
     names = {c.name for c in info.signature.inputs.inputs}
-    assert names == {f.name for f in INPUT_FIELDS}
+    assert names == {f.name for f in INPUT_FIELDS} | {GRANTED}  # the granted amount: optional
     assert info.saved_input_example_info is not None
     bundle, model = load_bundle(f"models:/{MODEL}@champion")
     assert model["version"] == str(version.version)
@@ -232,14 +232,25 @@ def test_training_refuses_a_flawed_history(registry: dict[str, Any], tmp_path: P
 
 
 def test_outcome_columns_never_reach_the_pyfunc_input(registry: dict[str, Any]) -> None:
+    """Outcomes never change the scores; the granted amount only adds its deviation."""
     mlflow.set_tracking_uri(registry["tracking_uri"])
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     frame = pd.read_parquet(registry["history"]).head(20)  # Int64, boolean, list columns
-    inputs = as_pyfunc_input(frame)
-    with_outcomes = model.predict(pd.concat([inputs, frame[list(OUTCOME_NAMES)]], axis=1))
+    inputs = as_pyfunc_input(frame.drop(columns=list(OUTCOME_NAMES)))
+    others = [name for name in OUTCOME_NAMES if name != GRANTED]
+    with_outcomes = model.predict(pd.concat([as_pyfunc_input(frame), frame[others]], axis=1))
     without = model.predict(inputs)
-    pd.testing.assert_frame_equal(with_outcomes, without)
+    scores = [c for c in with_outcomes.columns if c not in DEVIATION_COLUMNS]
+    pd.testing.assert_frame_equal(with_outcomes[scores], without[scores])
     assert with_outcomes["error"].isna().all()
+    assert without[list(DEVIATION_COLUMNS)].isna().all().all()
+    granted = frame[GRANTED].notna().to_numpy()
+    assert granted.any() and not granted.all()
+    ratio = frame[GRANTED].to_numpy(dtype=float) / without["reference_amount_yuan"].to_numpy()
+    assert with_outcomes["ratio_to_reference"][granted].to_numpy() == pytest.approx(
+        ratio[granted], rel=1e-3
+    )
+    assert with_outcomes["ratio_to_reference"][~granted].isna().all()
 
 
 @pytest.mark.parametrize("bad", ["models:/judicial-aid@nobody", "runs:/x/model"])
