@@ -2,8 +2,9 @@
 
 The lifespan opens the audit store, reads the API keys and loads the model in a background
 thread, so ``/healthz`` answers at once and ``/readyz`` turns 200 when the model is in.
-Two pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics`` and
-refuse bodies over the configured size with 413.
+Pure-ASGI middlewares (cheap on the hot path) count requests for ``/metrics``, refuse
+bodies over the configured size with 413 and put the security headers on every response.
+The reviewers' pages (``serving.pages``) are served by the same app under ``/ui``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidrec.settings import Settings
+from serving import pages
 from serving.audit import AuditStore
 from serving.errors import error_response, install_handlers
 from serving.metrics import Metrics
 from serving.routes import router
 from serving.security import KeyRing
+from serving.sessions import SessionSigner
 from serving.state import ModelLoader, ServiceState, load_registered
 
 log = logging.getLogger(__name__)
@@ -126,6 +130,40 @@ class RequestMetrics:
                 self.metrics.errors.labels(path, str(status)).inc()
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+# FastAPI's Swagger UI and ReDoc load their scripts from a CDN with an inline bootstrap
+# script: a strict policy would blank them, so these pages (the API's docs, no data) go without.
+CSP_EXEMPT = ("/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+class SecurityHeaders:
+    """Content-Security-Policy (own scripts and styles only), nosniff and no referrer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, adding the headers to its response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        strict = scope["path"] not in CSP_EXEMPT
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if strict:
+                    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI:
     """The application for ``settings``; ``loader`` replaces the registry (tests, tools)."""
     metrics = Metrics()
@@ -141,6 +179,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
             keys=KeyRing.load(settings.api_keys_path),
             metrics=metrics,
             loader=loader or load_registered,
+            sessions=SessionSigner.from_settings(settings),
         )
         app.state.service = state
         threading.Thread(target=state.load_initial, name="model-loader", daemon=True).start()
@@ -155,6 +194,8 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
     )
     app.include_router(router)
     install_handlers(app)
+    pages.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     return app

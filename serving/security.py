@@ -84,6 +84,10 @@ class KeyRing:
                 found = key
         return found
 
+    def named(self, name: str) -> ApiKey | None:
+        """The key called ``name`` (a page session remembers the name, never the key)."""
+        return next((key for key in self.keys if key.name == name), None)
+
 
 def ensure_keys(path: Path) -> dict[str, str] | None:
     """Create one key per role when no key file exists; return them (the only time)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 from fastapi import HTTPException
@@ -19,12 +20,13 @@ from pydantic import ValidationError
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
 from serving import schemas
-from serving.answer_index import AnswerQuery
+from serving.answer_index import UNREVIEWED, AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
 from serving.audit import PREDICTION, REVIEW, AuditEntry, AuditError, AuditRecord
 from serving.errors import ContractViolation, describe_error, problem
 from serving.security import ApiKey
 from serving.state import ModelRefused, ServiceState
+from training.registry import RegistryError, list_versions, read_run_plot, run_plots
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +186,10 @@ def _review_out(record: AuditRecord) -> schemas.ReviewOut:
 
 
 def _prediction_out(
-    record: AuditRecord, reviews: Sequence[AuditRecord] = ()
+    record: AuditRecord, reviews: Sequence[AuditRecord] = (), status: str | None = None
 ) -> schemas.PredictionRecord:
+    if status is None:
+        status = reviews[-1].payload["decision"] if reviews else UNREVIEWED
     return schemas.PredictionRecord(
         prediction_id=record.record_id,
         created_at=record.created_at,
@@ -198,6 +202,7 @@ def _prediction_out(
         request=record.payload["request"],
         response=record.payload["response"],
         reviews=[_review_out(review) for review in reviews],
+        review_status=status,
     )
 
 
@@ -229,9 +234,14 @@ def predictions(
     """A page of stored answers inside the caller's scope, newest (or likeliest) first."""
     limit, offset = filters.limit, filters.offset
     records, total = state.audit.predictions(answer_query(caller, filters), limit, offset)
-    return schemas.PredictionPage(
-        total=total, limit=limit, offset=offset, items=[_prediction_out(r) for r in records]
-    )
+    indexed = state.audit.indexed([r.record_id for r in records])
+    items = [
+        _prediction_out(
+            r, status=indexed[r.record_id].review_status if r.record_id in indexed else None
+        )
+        for r in records
+    ]
+    return schemas.PredictionPage(total=total, limit=limit, offset=offset, items=items)
 
 
 def review(
@@ -245,6 +255,17 @@ def review(
                     ["body", "amount_yuan"],
                     "is required with decision 'adjusted' and only then",
                     "调整决定须填写金额，其他决定不得填写",
+                )
+            ]
+        )
+    ceiling = stored.payload["response"]["reference_amount"]["ceiling_yuan"]
+    if body.amount_yuan is not None and body.amount_yuan > ceiling:
+        raise ContractViolation(
+            [
+                problem(
+                    ["body", "amount_yuan"],
+                    f"is above this case's statutory ceiling of {ceiling:.2f} yuan",
+                    "调整金额超过本案法定救助上限",
                 )
             ]
         )
@@ -284,3 +305,33 @@ def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
         identical=not found,
         differences=found[:50],
     )
+
+
+def model_versions(model: LoadedModel) -> list[schemas.RegisteredVersion]:
+    """Every registered version of the serving model, newest first, with aliases and reasons."""
+    try:
+        found = list_versions(model.name)
+    except RegistryError as exc:
+        raise HTTPException(503, f"the registry cannot be read: {exc} (模型注册表不可用)") from exc
+    return [
+        schemas.RegisteredVersion.model_validate({**asdict(v), "aliases": list(v.aliases)})
+        for v in found
+    ]
+
+
+def model_overview(model: LoadedModel) -> schemas.ModelOverview:
+    """The serving version's card and plots, and the registry's versions (the model page)."""
+    try:
+        plots = run_plots(model.run_id)
+    except RegistryError as exc:
+        log.warning("no plots for run %s: %s", model.run_id, exc)
+        plots = []
+    return schemas.ModelOverview(card=model.card(), plots=plots, versions=model_versions(model))
+
+
+def model_plot(model: LoadedModel, name: str) -> bytes:
+    """A plot the serving version's run logged (PNG), or 404."""
+    try:
+        return read_run_plot(model.run_id, name)
+    except RegistryError as exc:
+        raise HTTPException(404, f"no plot {name!r} for this version (未找到该图)") from exc

@@ -18,6 +18,7 @@ from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
 from serving.metrics import Metrics
 from serving.security import KeyRing
+from serving.sessions import SessionSigner
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class ServiceState:
     load_error: str | None = None
     versions: dict[str, LoadedModel] = field(default_factory=dict)
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: SessionSigner | None = None  # the pages' session cookies (None: no pages)
 
     def load_initial(self) -> None:
         """Load the configured model (run in a background thread at start-up)."""
