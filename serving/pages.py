@@ -723,6 +723,18 @@ def model_plot(name: str, state: State, visitor: PageVisitor) -> Response:
 # ---------------------------------------------------------------------------- wiring
 
 
+def _known_visitor(request: Request) -> Visitor | None:
+    """The signed-in reviewer or admin behind a request, if any (for the error page's header)."""
+    state: ServiceState | None = getattr(request.app.state, "service", None)
+    if state is None or state.sessions is None:
+        return None
+    session = state.sessions.read(request.cookies.get(COOKIE))
+    key = _signed_in_key(state, session)
+    if session is None or key is None or key.role not in PAGE_ROLES:
+        return None
+    return Visitor(session, state.sessions.csrf_token(session), key)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     """Errors of the pages as a page; those of the API as the API's JSON, unchanged."""
     assert isinstance(exc, StarletteHTTPException)
@@ -732,7 +744,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     response = templates().TemplateResponse(
         request,
         "error.html",
-        {"visitor": None, "active": "", "status": exc.status_code, "detail": str(detail)},
+        {
+            "visitor": _known_visitor(request),
+            "active": "",
+            "status": exc.status_code,
+            "detail": str(detail),
+        },
         status_code=exc.status_code,
     )
     response.headers["Cache-Control"] = "no-store"
