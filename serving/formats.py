@@ -82,7 +82,9 @@ def signed_yuan(value: Any) -> str:
     """A change in yuan with its sign: ``+1,234 元`` / ``−567 元``."""
     if not _finite(value):
         return MISSING
-    sign = "+" if value >= 0 else "−"
+    if round(value) == 0:
+        return "0 元"
+    sign = "+" if value > 0 else "−"
     return f"{sign}{abs(value):,.0f} 元"
 
 
@@ -102,7 +104,9 @@ def signed(value: Any, digits: int = 2) -> str:
     """A contribution in its own unit with its sign (log-odds, months)."""
     if not _finite(value):
         return MISSING
-    sign = "+" if value >= 0 else "−"
+    if round(value, digits) == 0:
+        return f"{0:.{digits}f}"
+    sign = "+" if value > 0 else "−"
     return f"{sign}{abs(value):.{digits}f}"
 
 

@@ -507,11 +507,11 @@ def reasons_view(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _lead_view(name: str, lead: Mapping[str, Any]) -> dict[str, Any]:
     zh = formats.LEAD_ZH.get(name, name)
-
-    def draw(ident: str, width: int) -> Markup:
-        return charts.lead_gauge(ident, zh, lead["probability"], lead["threshold"], width)
-
-    return {"name": name, "zh": zh, **lead, "chart": charts.responsive(draw, f"lead-{name}")}
+    # the gauges sit three abreast on a wide screen: the narrow drawing fits both
+    chart = charts.lead_gauge(
+        f"lead-{name}", zh, lead["probability"], lead["threshold"], charts.NARROW
+    )
+    return {"name": name, "zh": zh, **lead, "chart": chart}
 
 
 def answer_view(record: schemas.PredictionRecord) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -242,8 +241,15 @@ def test_every_page_renders_in_chinese_at_desktop_and_phone_width(
             )
             assert overflow <= 0, f"{name} is {overflow} px wider than the {viewport} screen"
         if viewport == "wide" and os.environ.get("AIDREC_UPDATE_SCREENSHOTS") == "1":
+            # the README's picture: the answer page down to the end of its reasons
+            page.goto(
+                server["base"] + PAGES["answer"].format(example=server["example"]["prediction_id"])
+            )
+            box = page.locator("#reasons").bounding_box()
+            assert box is not None
             target = ROOT / "docs" / "screenshots" / "answer.png"
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(screenshots / "wide-answer.png", target)
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": box["y"] + box["height"] + 16}
+            page.screenshot(path=target, full_page=True, clip=clip)
     finally:
         context.close()

@@ -163,7 +163,8 @@ def test_nice_ticks_are_round_and_cover_the_range(low: float, high: float) -> No
 def test_numbers_dates_and_values_read_as_a_chinese_reader_expects() -> None:
     assert formats.yuan(12_345.6) == "12,346 元"
     assert formats.yuan(None) == formats.MISSING
-    assert formats.signed_yuan(-567.2) == "−567 元" and formats.signed_yuan(0) == "+0 元"
+    assert formats.signed_yuan(-567.2) == "−567 元" and formats.signed_yuan(-0.3) == "0 元"
+    assert formats.signed(-0.001) == "0.00" and formats.signed(0.25) == "+0.25"
     assert formats.percent(0.375) == "37.5%" and formats.percent(0.3, 0) == "30%"
     assert formats.log_odds(-1.7) == "−1.70"
     moment = dt.datetime(2025, 3, 4, 18, 5, tzinfo=dt.UTC)
