@@ -524,3 +524,10 @@ def test_every_page_form_carries_a_csrf_token(api: dict[str, Any]) -> None:
 def test_the_api_key_header_does_not_open_the_pages(api: dict[str, Any]) -> None:
     response = browser(api).get("/ui/predictions", headers={HEADER: api["keys"]["admin"]})
     assert response.status_code == 303
+
+
+def test_the_cookie_is_secure_when_the_pages_are_served_over_https(api: dict[str, Any]) -> None:
+    client = TestClient(api["app"], base_url="https://testserver", follow_redirects=False)
+    response = sign_in(client, api["keys"]["reviewer"])
+    assert response.status_code == 303
+    assert "; secure" in response.headers["set-cookie"].lower()
