@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     metrics_require_key: bool = Field(False, description="/metrics only with a valid API key")
     similar_k: int = Field(5, ge=1, le=50, description="similar past cases in an answer")
     top_contributions: int = Field(8, ge=1, le=100, description="reasons listed per number")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="signs the pages' session cookies (32+ characters); default: a random "
+        "secret created once in data_dir/session_secret (mode 600)",
+    )
+    session_hours: float = Field(8.0, gt=0, le=24 * 7, description="a page session lasts this")
 
     @field_validator("registered_model")
     @classmethod
@@ -126,6 +132,11 @@ class Settings(BaseSettings):
     def api_keys_path(self) -> Path:
         """A key file to import (the keys themselves live in the audit database)."""
         return self.api_keys_file or self.data_dir / "api_keys.json"
+
+    @property
+    def session_secret_path(self) -> Path:
+        """Where the pages' signing secret is kept when none is configured."""
+        return self.data_dir / "session_secret"
 
     @property
     def history_path(self) -> Path:

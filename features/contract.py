@@ -96,6 +96,15 @@ PROVINCE_CODES: tuple[str, ...] = (
     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
     "65",
 )  # fmt: skip
+# Their names as a reviewer reads them (the short forms of the wage table's province_zh).
+PROVINCE_NAMES_ZH: dict[str, str] = {
+    "11": "北京", "12": "天津", "13": "河北", "14": "山西", "15": "内蒙古", "21": "辽宁",
+    "22": "吉林", "23": "黑龙江", "31": "上海", "32": "江苏", "33": "浙江", "34": "安徽",
+    "35": "福建", "36": "江西", "37": "山东", "41": "河南", "42": "湖北", "43": "湖南",
+    "44": "广东", "45": "广西", "46": "海南", "50": "重庆", "51": "四川", "52": "贵州",
+    "53": "云南", "54": "西藏", "61": "陕西", "62": "甘肃", "63": "青海", "64": "宁夏",
+    "65": "新疆",
+}  # fmt: skip
 
 # Each enum once: its wire tokens in order, with the Chinese label a reviewer reads.
 CRIME_TYPES_ZH = {

@@ -6,6 +6,7 @@ turns 200 when the model is in. Pure-ASGI middlewares (cheap on the hot path) co
 requests for ``/metrics``, add the security headers, check the API key and each key's bounds
 before any body is read, and read bodies whole within a size and time limit
 (``serving.guards``).
+The reviewers' pages (``serving.pages``) are served by the same app under ``/ui``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidrec.settings import Settings
+from serving import pages
 from serving.errors import install_handlers
 from serving.guards import BodyGuard, KeyGate, KeyLimits, SecurityHeaders
 from serving.keys import KeyStore
 from serving.metrics import Metrics
 from serving.routes import router
+from serving.sessions import SessionSigner
 from serving.state import ModelLoader, ServiceState, load_registered
 from serving.stores import open_audit_store
 
@@ -98,6 +101,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
             keys=keys,
             metrics=metrics,
             loader=loader or load_registered,
+            sessions=SessionSigner.from_settings(settings),
         )
         app.state.service = state
         threading.Thread(target=state.load_initial, name="model-loader", daemon=True).start()
@@ -116,6 +120,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
     )
     app.include_router(router)
     install_handlers(app)
+    pages.install(app)
     # outermost last: metrics see everything; headers go on every answer; the key is checked
     # before a byte of the body is read
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, deadline_s=settings.body_timeout_s)

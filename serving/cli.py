@@ -44,7 +44,7 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """Serve the API (uvicorn), loading the configured model alias at start-up."""
+    """Serve the API and the reviewers' pages (uvicorn), loading the configured model alias."""
     import uvicorn
 
     from serving.app import create_app
@@ -62,6 +62,9 @@ def serve(
         typer.echo(
             "score the example case with:\n  " + example_curl(host, port, created[CASE_SYSTEM])
         )
+    typer.echo(
+        f"pages for reviewers (sign in with the reviewer or admin key): http://{host}:{port}/ui"
+    )
     typer.echo(f"serving {settings.model_uri} on http://{host}:{port} (docs: /docs)")
     protocol = type(
         "HeaderDeadlineH11", (GuardedH11Protocol,), {"header_timeout": settings.header_timeout_s}

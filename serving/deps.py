@@ -79,8 +79,8 @@ def current_model(state: State) -> LoadedModel:
 Model = Annotated[LoadedModel, Depends(current_model)]
 
 
-def stored_prediction(prediction_id: str, state: State, caller: Reviewer) -> AuditRecord:
-    """The stored prediction the path names, or 404.
+def visible_prediction(state: ServiceState, caller: ApiKey, prediction_id: str) -> AuditRecord:
+    """The stored prediction of that id, or 404 (pages resolve theirs through this too).
 
     Also 404 when it lies outside the caller's scope, exactly as if it did not exist.
     """
@@ -89,6 +89,11 @@ def stored_prediction(prediction_id: str, state: State, caller: Reviewer) -> Aud
     if record is None or not caller.scope.covers(record.province_code, office):
         raise HTTPException(404, f"no prediction {prediction_id!r} (未找到该评分记录)")
     return record
+
+
+def stored_prediction(prediction_id: str, state: State, caller: Reviewer) -> AuditRecord:
+    """The stored prediction the path names, or 404 (outside the caller's scope too)."""
+    return visible_prediction(state, caller, prediction_id)
 
 
 StoredPrediction = Annotated[AuditRecord, Depends(stored_prediction)]

@@ -135,6 +135,26 @@ class KeyStore:
         self._touch(row.name)
         return ApiKey(row.name, row.role, digest, Scope(row.scope))
 
+    def named(self, name: str) -> ApiKey | None:
+        """The active key called ``name``, or None (a page session remembers the name only).
+
+        Raises:
+            AuditError: the database cannot be read (the caller answers 503).
+        """
+        try:
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    select(
+                        api_keys.c.name, api_keys.c.role, api_keys.c.sha256, api_keys.c.scope
+                    ).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+                ).first()
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the API keys: {exc}") from exc
+        if row is None:
+            return None
+        self._touch(row.name)
+        return ApiKey(row.name, row.role, row.sha256, Scope(row.scope))
+
     def _touch(self, name: str) -> None:
         now = time.monotonic()
         with self._lock:

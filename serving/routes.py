@@ -93,6 +93,18 @@ def model_card(model: Model, _: Reader) -> schemas.ModelCard:
     return model.card()
 
 
+@router.get(
+    "/v1/model/versions",
+    response_model=list[schemas.RegisteredVersion],
+    responses=ERRORS,
+    tags=["model"],
+    summary="Every registered version, its aliases and why it was promoted (模型版本)",
+)
+def model_versions(model: Model, _: Reader) -> list[schemas.RegisteredVersion]:
+    """Newest first; the champion alias marks the version the service should be serving."""
+    return service.model_versions(model)
+
+
 @router.post(
     "/v1/admin/reload",
     response_model=schemas.ReloadResponse,

@@ -347,6 +347,9 @@ class PredictionRecord(BaseModel):
     request: dict[str, Any]
     response: dict[str, Any]
     reviews: list[ReviewOut] = []
+    review_status: Literal["unreviewed", "accepted", "adjusted", "rejected"] = Field(
+        "unreviewed", description="the latest review's decision (复核状态)"
+    )
 
 
 LeadName = Literal["judicial_aid", "social_assistance", "civil_support"]
@@ -439,6 +442,26 @@ class ModelCard(BaseModel):
     flag_thresholds: dict[str, float]
     policy: dict[str, Any] = Field(description="the policy this version answers with")
     loaded_at: dt.datetime
+
+
+class RegisteredVersion(BaseModel):
+    """A version of the registered model, its aliases and why it was (not) promoted."""
+
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    created_at: dt.datetime | None
+    promotion_decision: str | None = Field(description="promoted or refused by the gate")
+    promotion_reason: str | None
+    rolled_back_from: str | None = Field(description="the version champion left on a rollback")
+
+
+class ModelOverview(BaseModel):
+    """The serving version's card, the plots its run logged, and every registered version."""
+
+    card: ModelCard
+    plots: list[str] = Field(description="evaluation plots logged in the serving version's run")
+    versions: list[RegisteredVersion]
 
 
 class ReloadResponse(BaseModel):

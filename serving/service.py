@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
 from serving import schemas
-from serving.answer_index import AnswerQuery
+from serving.answer_index import UNREVIEWED, AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
 from serving.audit import PREDICTION, RELOAD, REVIEW, AuditEntry, AuditError, AuditRecord
 from serving.errors import ContractViolation, Unavailable, describe_error, problem
@@ -240,8 +241,10 @@ def _review_out(record: AuditRecord) -> schemas.ReviewOut:
 
 
 def _prediction_out(
-    record: AuditRecord, reviews: Sequence[AuditRecord] = ()
+    record: AuditRecord, reviews: Sequence[AuditRecord] = (), status: str | None = None
 ) -> schemas.PredictionRecord:
+    if status is None:
+        status = reviews[-1].payload["decision"] if reviews else UNREVIEWED
     return schemas.PredictionRecord(
         prediction_id=record.record_id,
         created_at=record.created_at,
@@ -254,6 +257,7 @@ def _prediction_out(
         request=record.payload["request"],
         response=record.payload["response"],
         reviews=[_review_out(review) for review in reviews],
+        review_status=status,
     )
 
 
@@ -290,9 +294,14 @@ def predictions(
     """A page of stored answers inside the caller's scope, newest (or likeliest) first."""
     limit, offset = filters.limit, filters.offset
     records, total = state.audit.predictions(answer_query(caller, filters), limit, offset)
-    return schemas.PredictionPage(
-        total=total, limit=limit, offset=offset, items=[_prediction_out(r) for r in records]
-    )
+    indexed = state.audit.indexed([r.record_id for r in records])
+    items = [
+        _prediction_out(
+            r, status=indexed[r.record_id].review_status if r.record_id in indexed else None
+        )
+        for r in records
+    ]
+    return schemas.PredictionPage(total=total, limit=limit, offset=offset, items=items)
 
 
 def review(
@@ -366,3 +375,39 @@ def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
         identical=not found,
         differences=found[:50],
     )
+
+
+def model_versions(model: LoadedModel) -> list[schemas.RegisteredVersion]:
+    """Every registered version of the serving model, newest first, with aliases and reasons."""
+    from training.registry import RegistryError, list_versions  # MLflow: only when asked
+
+    try:
+        found = list_versions(model.name)
+    except RegistryError as exc:
+        raise Unavailable("the registry cannot be read (模型注册表不可用)", str(exc)) from exc
+    return [
+        schemas.RegisteredVersion.model_validate({**asdict(v), "aliases": list(v.aliases)})
+        for v in found
+    ]
+
+
+def model_overview(model: LoadedModel) -> schemas.ModelOverview:
+    """The serving version's card and plots, and the registry's versions (the model page)."""
+    from training.registry import RegistryError, run_plots
+
+    try:
+        plots = run_plots(model.run_id)
+    except RegistryError as exc:
+        log.warning("no plots for run %s: %s", model.run_id, exc)
+        plots = []
+    return schemas.ModelOverview(card=model.card(), plots=plots, versions=model_versions(model))
+
+
+def model_plot(model: LoadedModel, name: str) -> bytes:
+    """A plot the serving version's run logged (PNG), or 404."""
+    from training.registry import RegistryError, read_run_plot
+
+    try:
+        return read_run_plot(model.run_id, name)
+    except RegistryError as exc:
+        raise HTTPException(404, f"no plot {name!r} for this version (未找到该图)") from exc

@@ -19,6 +19,7 @@ from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
 from serving.keys import KeyStore
 from serving.metrics import Metrics
+from serving.sessions import SessionSigner
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class ServiceState:
     versions: OrderedDict[str, LoadedModel] = field(default_factory=OrderedDict)
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     versions_lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: SessionSigner | None = None  # the pages' session cookies (None: no pages)
 
     def load_initial(self) -> None:
         """Load the configured model (run in a background thread at start-up).

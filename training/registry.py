@@ -9,6 +9,7 @@ local artifacts under the data directory; ``MLFLOW_TRACKING_URI`` overrides it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import tempfile
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PRIMARY_LEAD = "judicial_aid"
+PLOTS_FOLDER = "plots"  # where a run keeps its evaluation plots
 
 
 class RegistryError(RuntimeError):
@@ -141,8 +143,8 @@ def log_training_run(
         )
         mlflow.log_artifact(str(folder / "evaluation.json"))
         mlflow.log_dict(bundle.policy.summary(), "policy.json")
-        for plot in write_plots(evaluation, folder / "plots"):
-            mlflow.log_artifact(str(plot), artifact_path="plots")
+        for plot in write_plots(evaluation, folder / PLOTS_FOLDER):
+            mlflow.log_artifact(str(plot), artifact_path=PLOTS_FOLDER)
         bundle_path = folder / "bundle.joblib"
         joblib.dump(bundle, bundle_path, compress=3)
         info = mlflow.pyfunc.log_model(
@@ -308,3 +310,67 @@ def rollback(registered_model: str, to_version: str) -> str | None:
     )
     log.info("%s: %s moved from version %s to %s", registered_model, CHAMPION, previous, to_version)
     return previous
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version as the model page lists it: aliases and why it was promoted."""
+
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str | None
+    created_at: dt.datetime | None
+    promotion_decision: str | None
+    promotion_reason: str | None
+    rolled_back_from: str | None
+
+
+def list_versions(registered_model: str) -> list[VersionInfo]:
+    """Every version of a registered model, newest first, with its aliases and promotion tags."""
+    client = MlflowClient()
+    try:
+        aliases = client.get_registered_model(registered_model).aliases or {}
+        found = client.search_model_versions(f"name='{registered_model}'")
+    except MlflowException as exc:
+        raise RegistryError(f"cannot list the versions of {registered_model}: {exc}") from exc
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
+    out = []
+    for found_version in found:
+        tags = found_version.tags or {}
+        created = found_version.creation_timestamp
+        out.append(
+            VersionInfo(
+                version=str(found_version.version),
+                aliases=tuple(sorted(by_version.get(str(found_version.version), []))),
+                run_id=found_version.run_id,
+                created_at=None
+                if created is None
+                else dt.datetime.fromtimestamp(created / 1000, tz=dt.UTC),
+                promotion_decision=tags.get("promotion_decision"),
+                promotion_reason=tags.get("promotion_reason"),
+                rolled_back_from=tags.get("rolled_back_from"),
+            )
+        )
+    return sorted(out, key=lambda v: int(v.version) if v.version.isdigit() else 0, reverse=True)
+
+
+def run_plots(run_id: str) -> list[str]:
+    """The file names of the evaluation plots a training run logged (``write_plots``)."""
+    try:
+        listed = MlflowClient().list_artifacts(run_id, PLOTS_FOLDER)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot list the plots of run {run_id}: {exc}") from exc
+    return sorted(Path(item.path).name for item in listed if item.path.endswith(".png"))
+
+
+def read_run_plot(run_id: str, name: str) -> bytes:
+    """One logged plot's PNG bytes; only a name :func:`run_plots` lists is read."""
+    if name not in run_plots(run_id):
+        raise RegistryError(f"run {run_id} logged no plot {name!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"{PLOTS_FOLDER}/{name}", dst_path=tmp
+        )
+        return Path(path).read_bytes()

@@ -42,6 +42,16 @@ def test_every_contract_province_has_a_base(table: WageTable) -> None:
         assert table.lookup(code, 2023).base_monthly_wage > 0
 
 
+def test_every_contract_province_has_the_name_the_shipped_table_gives() -> None:
+    from features.contract import PROVINCE_CODES, PROVINCE_NAMES_ZH
+    from features.wages import default_wage_table_path
+
+    shipped = pd.read_csv(default_wage_table_path(), dtype={"province_code": str})
+    names = dict(zip(shipped["province_code"], shipped["province_zh"], strict=True))
+    assert tuple(PROVINCE_NAMES_ZH) == PROVINCE_CODES
+    assert all(PROVINCE_NAMES_ZH[code] == names[code] for code in PROVINCE_CODES)
+
+
 def test_a_deployment_can_replace_the_table(tmp_path: Path) -> None:
     path = tmp_path / "wages.csv"
     pd.DataFrame(
