@@ -28,7 +28,7 @@ from serving.keys import KeyStore
 from serving.metrics import Metrics
 from serving.routes import router
 from serving.sessions import SessionSigner
-from serving.state import ModelLoader, ServiceState, load_registered
+from serving.state import ModelLoader, ServiceState, registry_loader
 from serving.stores import open_audit_store
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,6 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from training.registry import configure_tracking
-
-        configure_tracking(settings.tracking_store_uri)
         audit = open_audit_store(settings)
         keys = KeyStore(audit)
         if settings.api_keys_path.is_file():
@@ -100,7 +97,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
             audit=audit,
             keys=keys,
             metrics=metrics,
-            loader=loader or load_registered,
+            loader=loader or registry_loader(settings.tracking_store_uri),
             sessions=SessionSigner.from_settings(settings),
         )
         app.state.service = state

@@ -30,12 +30,21 @@ class ModelRefused(RuntimeError):
     """A version failed to load or to score the canary record."""
 
 
-def load_registered(model_uri: str) -> LoadedModel:
-    """Load a bundle from the MLflow registry."""
-    from training.registry import load_bundle
+def registry_loader(tracking_uri: str) -> ModelLoader:
+    """A loader of bundles from the MLflow registry at ``tracking_uri``.
 
-    bundle, info = load_bundle(model_uri)
-    return LoadedModel(bundle, info["name"], info["version"], info["run_id"])
+    MLflow is imported and the store opened in the loading thread, not while the service
+    starts: ``/healthz`` answers while they run.
+    """
+
+    def load(model_uri: str) -> LoadedModel:
+        from training.registry import configure_tracking, load_bundle
+
+        configure_tracking(tracking_uri)
+        bundle, info = load_bundle(model_uri)
+        return LoadedModel(bundle, info["name"], info["version"], info["run_id"])
+
+    return load
 
 
 def checked(loader: ModelLoader, model_uri: str) -> LoadedModel:
