@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from aidrec import screening_cli
 from aidrec.settings import get_settings, settings_of
 from features import cli as features_cli
 from features.contract import parse_records
@@ -57,6 +58,7 @@ app.add_typer(serving_cli.audit_app, name="audit")
 app.add_typer(serving_cli.keys_app, name="keys")
 app.add_typer(supervision_cli.report_app, name="report")
 app.add_typer(supervision_cli.policy_app, name="policy")
+app.command()(screening_cli.pseudonymise)
 
 
 @app.command()

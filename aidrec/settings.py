@@ -79,6 +79,17 @@ class Settings(BaseSettings):
         "secret created once in data_dir/session_secret (mode 600)",
     )
     session_hours: float = Field(8.0, gt=0, le=24 * 7, description="a page session lasts this")
+    person_key_secret: SecretStr | None = Field(
+        None,
+        description="the secret person keys are made under (HMAC-SHA256 of the 身份证号, "
+        "≥ 32 bytes); else person_key_secret_file",
+    )
+    person_key_secret_file: Path | None = Field(
+        None, description="file holding the person-key secret; default data_dir/person_key.secret"
+    )
+    registry_url: str | None = Field(
+        None, description="SQLAlchemy URL of the department registries; default: the audit store's"
+    )
 
     @field_validator("registered_model")
     @classmethod
@@ -137,6 +148,16 @@ class Settings(BaseSettings):
     def session_secret_path(self) -> Path:
         """Where the pages' signing secret is kept when none is configured."""
         return self.data_dir / "session_secret"
+
+    @property
+    def person_key_secret_path(self) -> Path:
+        """Where the person-key secret is read from when AIDREC_PERSON_KEY_SECRET is not set."""
+        return self.person_key_secret_file or self.data_dir / "person_key.secret"
+
+    @property
+    def registry_database_url(self) -> str:
+        """The department registries' store: set, or the audit store's database."""
+        return self.registry_url or self.audit_database_url
 
     @property
     def history_path(self) -> Path:
