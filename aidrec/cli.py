@@ -59,6 +59,7 @@ app.add_typer(serving_cli.keys_app, name="keys")
 app.add_typer(supervision_cli.report_app, name="report")
 app.add_typer(supervision_cli.policy_app, name="policy")
 app.command()(screening_cli.pseudonymise)
+app.add_typer(screening_cli.registries_app, name="registries")
 
 
 @app.command()

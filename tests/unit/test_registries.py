@@ -1,0 +1,283 @@
+"""Department registries: validation, snapshots (SQLite and PostgreSQL), the join, 低保 lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aidrec.cli import app
+from features.registries import (
+    DibaoTable,
+    ExtractError,
+    RegistryConfig,
+    card_dates,
+    extract_digest,
+    join_registries,
+    validate_extract,
+)
+from serving.registry_store import RegistryStore, RegistryStoreError
+from tests.postgres import fresh_database
+
+CONFIG = RegistryConfig.load()
+SECRET = "s" * 40
+runner = CliRunner()
+
+
+def key(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def dibao_extract(**changes: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "person_key": [key("a"), key("b"), key("c")],
+            "status": ["active", "ended", "active"],
+            "valid_from": ["2020-01-01", "2019-01-01", "2024-06-01"],
+            "valid_to": ["", "2021-12-31", ""],
+            "household_members": ["3", "", "2"],
+            "monthly_benefit_yuan": ["900", "", "1200.5"],
+        }
+    )
+    for column, values in changes.items():
+        frame[column] = values
+    return frame
+
+
+def test_a_good_extract_becomes_canonical_rows() -> None:
+    rows = validate_extract(dibao_extract(), CONFIG.department("dibao"), dt.date(2025, 1, 1))
+    assert list(rows.columns) == ["person_key", "status", "valid_from", "valid_to", "attributes"]
+    assert rows["valid_to"].tolist() == [None, "2021-12-31", None]
+    assert json.loads(rows.loc[2, "attributes"]) == {
+        "household_members": 2,
+        "monthly_benefit_yuan": 1200.5,
+    }
+
+
+def test_every_problem_is_named_with_row_column_and_rule() -> None:
+    bad = dibao_extract(
+        status=["active", "unknown", "active"],
+        valid_from=["2020-01-01", "2019-13-01", "2026-01-01"],
+        person_key=[key("a"), "110105194912310021", key("c")],
+    )
+    with pytest.raises(ExtractError) as caught:
+        validate_extract(bad, CONFIG.department("dibao"), dt.date(2025, 1, 1))
+    found = {(p.row, p.column) for p in caught.value.problems}
+    assert found == {(2, "status"), (2, "valid_from"), (2, "person_key"), (3, "valid_from")}
+    assert "must be one of active, suspended, ended" in caught.value.problems[1].rule + "".join(
+        p.rule for p in caught.value.problems
+    )
+
+
+def test_missing_and_unknown_columns_are_refused_in_the_header() -> None:
+    frame = dibao_extract().drop(columns=["status"]).assign(id_number="x")
+    with pytest.raises(ExtractError) as caught:
+        validate_extract(frame, CONFIG.department("dibao"), dt.date(2025, 1, 1))
+    assert {(p.row, p.column) for p in caught.value.problems} == {(0, "status"), (0, "id_number")}
+
+
+def test_disability_attributes_are_checked() -> None:
+    frame = pd.DataFrame(
+        {
+            "person_key": [key("a"), key("b")],
+            "status": ["active", "active"],
+            "valid_from": ["2020-01-01", "2020-01-01"],
+            "disability_category": ["physical", "wings"],
+            "disability_level": ["2", "5"],
+            "certificate": ["true", "maybe"],
+        }
+    )
+    with pytest.raises(ExtractError) as caught:
+        validate_extract(frame, CONFIG.department("disability"), dt.date(2025, 1, 1))
+    assert {(p.row, p.column) for p in caught.value.problems} == {
+        (2, "disability_category"),
+        (2, "disability_level"),
+        (2, "certificate"),
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryStore]:
+    if request.param == "sqlite":
+        opened = RegistryStore.open(f"sqlite:///{tmp_path / 'r.db'}")
+        yield opened
+        opened.close()
+        return
+    with fresh_database() as url:
+        opened = RegistryStore.open(url)
+        yield opened
+        opened.close()
+
+
+def _import(store: RegistryStore, frame: pd.DataFrame, on: dt.date) -> bool:
+    rows = validate_extract(frame, CONFIG.department("dibao"), on)
+    return store.import_extract("dibao", on, rows, extract_digest(rows), "x.csv", "v").created
+
+
+def test_snapshots_replace_and_are_kept(store: RegistryStore) -> None:
+    assert _import(store, dibao_extract(), dt.date(2024, 12, 31))
+    assert not _import(store, dibao_extract(), dt.date(2024, 12, 31))  # same extract: nothing
+    newer = dibao_extract(status=["ended", "ended", "active"])
+    assert _import(store, newer, dt.date(2025, 6, 30))
+    assert len(store.snapshots("dibao")) == 2
+    old = store.as_of(dt.date(2025, 1, 1))
+    assert old.snapshot_dates == {"dibao": "2024-12-31"}
+    assert old.rows["dibao"]["status"].tolist() == ["active", "ended", "active"]
+    now = store.as_of(dt.date(2025, 7, 1))
+    assert now.rows["dibao"]["status"].tolist() == ["ended", "ended", "active"]
+    assert store.as_of(dt.date(2024, 1, 1)).snapshots == {}
+    assert list(store.counts()) == [("dibao", 2, 3)]
+
+
+def test_a_failing_import_leaves_nothing(store: RegistryStore) -> None:
+    rows = validate_extract(dibao_extract(), CONFIG.department("dibao"), dt.date(2024, 12, 31))
+    broken = rows.assign(status=[None, "active", "active"])  # NOT NULL breaks mid-insert
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own integrity error
+        store.import_extract("dibao", dt.date(2024, 12, 31), broken, "d", "x.csv", "v")
+    assert store.snapshots() == []
+
+
+def test_another_secret_is_refused(store: RegistryStore) -> None:
+    store.check_secret("one")
+    store.check_secret("one")
+    with pytest.raises(RegistryStoreError, match="differs"):
+        store.check_secret("two")
+
+
+def test_import_command_refuses_bad_rows_and_a_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIDREC_DATA_DIR", str(tmp_path))
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    dibao_extract().to_csv(good, index=False)
+    dibao_extract(status=["active", "gone", "active"]).to_csv(bad, index=False)
+    args = ["registries", "import", "--department", "dibao", "--as-of", "2024-12-31", "--file"]
+    no_secret = runner.invoke(app, [*args, str(good)])
+    assert no_secret.exit_code == 2 and "no person-key secret" in no_secret.output
+    monkeypatch.setenv("AIDREC_PERSON_KEY_SECRET", SECRET)
+    refused = runner.invoke(app, [*args, str(bad)])
+    assert refused.exit_code == 1
+    assert "row 2: status: must be one of active, suspended, ended" in refused.output
+    listed = runner.invoke(app, ["registries", "list"])
+    assert "no registry imported yet" in listed.output
+    done = runner.invoke(app, [*args, str(good)])
+    assert done.exit_code == 0, done.output
+    assert "3 rows imported" in done.output
+    listed = runner.invoke(app, ["registries", "list"])
+    assert "dibao" in listed.output and "1 snapshot(s)" in listed.output
+    monkeypatch.setenv("AIDREC_PERSON_KEY_SECRET", "t" * 40)
+    wrong = runner.invoke(app, [*args, str(good)])
+    assert wrong.exit_code == 2 and "secret differs" in wrong.output
+
+
+def _cards() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "person_key": [key("a"), key("b"), key("c"), None],
+            "decision_year": [2023.0, 2023.0, 2023.0, 2023.0],
+            "low_income_status": ["none", "dibao", None, "marginal"],
+            "disability_certificate": [np.nan, 1.0, 0.0, np.nan],
+            "registry_flags": [None, "veteran_family", "", ""],
+        }
+    )
+
+
+def _rows(kind: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return validate_extract(frame, CONFIG.department(kind), dt.date(2024, 12, 31))
+
+
+def test_join_keeps_card_and_registry_side_by_side_with_sources() -> None:
+    cards = _cards()
+    dibao = _rows("dibao", dibao_extract())
+    disability = _rows(
+        "disability",
+        pd.DataFrame(
+            {
+                "person_key": [key("c")],
+                "status": ["active"],
+                "valid_from": ["2018-01-01"],
+                "disability_category": ["physical"],
+                "disability_level": ["3"],
+                "certificate": ["true"],
+            }
+        ),
+    )
+    veterans = _rows(
+        "veteran_family",
+        pd.DataFrame(
+            {"person_key": [key("a")], "status": ["active"], "valid_from": ["2010-01-01"]}
+        ),
+    )
+    tekun = _rows(
+        "tekun",
+        pd.DataFrame(
+            {"person_key": [key("z")], "status": ["active"], "valid_from": ["2010-01-01"]}
+        ),
+    )
+    snapshots = dict.fromkeys(["dibao", "tekun", "disability", "veteran_family"], "2024-12-31")
+    joined = join_registries(
+        cards,
+        {"dibao": dibao, "tekun": tekun, "disability": disability, "veteran_family": veterans},
+        snapshots,
+        card_dates(cards["decision_year"].to_numpy(), None),
+        CONFIG,
+    )
+    # a: card says none, 低保 registry says dibao (valid since 2020): both kept, registry wins
+    assert joined.loc[0, "low_income_status_card"] == "none"
+    assert joined.loc[0, "low_income_status_registry"] == "dibao"
+    assert joined.loc[0, "low_income_status"] == "dibao"
+    assert joined.loc[0, "low_income_status_source"] == "dibao@2024-12-31"
+    # b: the card says dibao but the registry's row ended in 2021: registry knows "not covered"
+    assert joined.loc[1, "low_income_status_registry"] is None
+    assert joined.loc[1, "dibao_or_tekun_registry"] == 0.0
+    assert joined.loc[1, "low_income_status"] == "dibao"
+    # c: 低保 from 2024-06 only, so not on 2023-12-31; certificate in 残联's registry
+    assert joined.loc[2, "registry_dibao"] == 0.0
+    assert joined.loc[2, "disability_certificate_card"] == 0.0
+    assert joined.loc[2, "disability_certificate"] == 1.0
+    assert joined.loc[2, "disability_level_registry"] == 3.0
+    assert joined.loc[1, "disability_certificate"] == 0.0  # the registry overrules the card
+    # flags: union of card and registry, registry's source named
+    assert joined.loc[0, "registry_flags"] == "veteran_family"
+    assert joined.loc[0, "registry_flags_source"] == "veteran_family@2024-12-31"
+    assert json.loads(joined.loc[0, "registry_sources"]) == [
+        {"department": "dibao", "snapshot": "2024-12-31", "field": "low_income_status"},
+        {"department": "veteran_family", "snapshot": "2024-12-31", "field": "registry_flags"},
+    ]
+    # no person key: nothing known from registries, the card's values stay
+    assert np.isnan(joined.loc[3, "registry_dibao"])
+    assert joined.loc[3, "low_income_status"] == "marginal"
+    assert np.isnan(joined.loc[0, "registry_serious_illness"])  # no snapshot: unknown, not "no"
+
+
+def test_as_of_date_reads_every_card_on_that_day() -> None:
+    cards = _cards()
+    joined = join_registries(
+        cards,
+        {"dibao": _rows("dibao", dibao_extract())},
+        {"dibao": "2024-12-31"},
+        card_dates(cards["decision_year"].to_numpy(), dt.date(2024, 7, 1)),
+        CONFIG,
+    )
+    assert joined["registry_dibao"].tolist()[:3] == [1.0, 0.0, 1.0]
+    either = joined["dibao_or_tekun_registry"].to_numpy()
+    assert either[0] == 1.0 and np.isnan(either[1])  # 特困 unknown: not known "outside 低保"
+
+
+def test_dibao_table_has_every_province_with_a_source() -> None:
+    table = DibaoTable.from_csv()
+    assert table.frame["source"].str.len().gt(20).all()
+    line, year = table.standard(
+        np.array(["11", "11", "52"], dtype=object),
+        np.array([2024.0, 2024.0, 2019.0]),
+        np.array([0.0, 1.0, np.nan]),
+    )
+    assert line[0] > line[1] > 0  # urban above rural
+    assert year[2] == table.frame.loc[table.frame["province_code"] == "52", "year"].min()
