@@ -40,7 +40,7 @@ def test_udf_scores_equal_the_local_scores(spark: Any, registry: dict[str, Any])
 
 def test_conf_pairs_must_be_key_value() -> None:
     assert parse_conf(["spark.executor.memory=4g"]) == {"spark.executor.memory": "4g"}
-    with pytest.raises(SparkEngineError, match="spark.executor.memory"):
+    with pytest.raises(SparkEngineError, match=r"spark\.executor\.memory"):
         parse_conf(["spark.executor.memory"])
 
 
