@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.parts import missing
+
 
 def _missing() -> str | None:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -29,9 +31,7 @@ def spark() -> Iterator[Any]:
     """A local[2] session, stopped at the end of the run."""
     reason = _missing()
     if reason is not None:
-        if os.environ.get("AIDREC_REQUIRE_SPARK") == "1":
-            pytest.fail(f"Spark is required here (AIDREC_REQUIRE_SPARK=1): {reason}")
-        pytest.skip(reason)
+        missing("SPARK", "Spark", reason)
     from training.spark_engine import SparkOptions, spark_session
 
     session = spark_session(SparkOptions(master="local[2]", shuffle_partitions=4))
