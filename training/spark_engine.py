@@ -13,16 +13,21 @@ that runs this module (``PYSPARK_PYTHON``), which on a cluster must hold the sam
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 from mlflow.types import DataType
 
+from features.registries import JOINED_FIELDS, RegistryConfig, card_dates, join_registries
 from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, signature
 
 if TYPE_CHECKING:
@@ -157,3 +162,179 @@ def _output(name: str) -> Column:
     if name in (*TEXT_COLUMNS, "error"):
         column = F.when(column == "nan", F.lit(None)).otherwise(column)
     return column.alias(name)
+
+
+# --- the registries, joined as of each card's date ---------------------------------------------
+
+REGISTRY_COLUMNS = (
+    "department",
+    "snapshot",
+    "person_key",
+    "status",
+    "valid_from",
+    "valid_to",
+    "attributes",
+)
+"""The registries table the Spark engine reads: every department's snapshot rows in one table
+(``aidrec registries export`` writes it from the registry store; ``snapshot`` is the ISO date
+of the extract, ``attributes`` the kind's columns as JSON, as the store keeps them)."""
+ROW = "_card_row"
+DATE = "_card_date"
+MATCHED = "_registry_rows"
+
+
+def check_registries(registries: DataFrame) -> None:
+    """Stop before any scoring when the registries table lacks a column, naming every one."""
+    missing = [c for c in REGISTRY_COLUMNS if c not in registries.columns]
+    if missing:
+        raise SparkEngineError(
+            f"the registries table lacks column(s) {', '.join(missing)}; "
+            f"expected {', '.join(REGISTRY_COLUMNS)}"
+        )
+
+
+def current_snapshots(registries: DataFrame, as_of: dt.date | None) -> dict[str, str]:
+    """Each department's snapshot known on ``as_of`` (the latest when none is given)."""
+    from pyspark.sql import functions as F
+
+    known = registries.select("department", F.col("snapshot").cast("string").alias("snapshot"))
+    if as_of is not None:
+        known = known.where(F.col("snapshot") <= F.lit(as_of.isoformat()))
+    latest = known.groupBy("department").agg(F.max("snapshot").alias("snapshot")).collect()
+    return {str(row["department"]): str(row["snapshot"]) for row in latest}
+
+
+def card_date(as_of: dt.date | None) -> Column:
+    """The date a card's registries are read at (as :func:`features.registries.card_dates`)."""
+    from pyspark.sql import functions as F
+
+    if as_of is not None:
+        return F.lit(as_of.isoformat()).cast("date")
+    year = F.col("decision_year").cast("int").cast("string")
+    return F.to_date(F.concat(year, F.lit("-12-31")))
+
+
+def join_on_spark(
+    cards: DataFrame,
+    registries: DataFrame,
+    as_of: dt.date | None,
+    config: RegistryConfig,
+) -> tuple[DataFrame, dict[str, str]]:
+    """Cards with what the registries knew of each applicant on its date, with sources.
+
+    Spark SQL narrows the registries to the rows valid on each card's date for its person
+    (an equi-join on ``person_key`` and a range condition on the dates, over the snapshots
+    current on ``as_of``); each batch of cards then goes through
+    :func:`features.registries.join_registries` with its own rows, so the fields a card gets
+    are defined once, for both engines.
+    """
+    from pyspark.sql import functions as F
+
+    check_registries(registries)
+    snapshots = current_snapshots(registries, as_of)
+    wanted = F.lit(False)
+    for department, snapshot in snapshots.items():
+        wanted = wanted | (
+            (F.col("department") == department) & (F.col("snapshot").cast("string") == snapshot)
+        )
+    current = registries.where(wanted).select(
+        "department",
+        "person_key",
+        "status",
+        F.col("valid_from").cast("string").alias("valid_from"),
+        F.col("valid_to").cast("string").alias("valid_to"),
+        "attributes",
+    )
+    keyed = cards.withColumn(ROW, F.monotonically_increasing_id()).withColumn(
+        DATE, card_date(as_of)
+    )
+    on_date = (F.col("r.valid_from").cast("date") <= F.col(f"c.{DATE}")) & (
+        F.col("r.valid_to").isNull() | (F.col("r.valid_to").cast("date") >= F.col(f"c.{DATE}"))
+    )
+    matched = (
+        keyed.select(ROW, "person_key", DATE)
+        .alias("c")
+        .join(current.alias("r"), F.col("c.person_key") == F.col("r.person_key"))
+        .where(on_date)
+        .groupBy(F.col(f"c.{ROW}").alias(ROW))
+        .agg(
+            F.collect_list(
+                F.struct(
+                    "r.department",
+                    "r.person_key",
+                    "r.status",
+                    "r.valid_from",
+                    "r.valid_to",
+                    "r.attributes",
+                )
+            ).alias(MATCHED)
+        )
+    )
+    with_rows = keyed.join(matched, ROW, "left")
+    joined_schema = _joined_schema(cards, snapshots, config)
+    batches = functools.partial(
+        _join_batches,
+        snapshots=snapshots,
+        config=config,
+        as_of=as_of,
+        names=[f.name for f in joined_schema.fields],
+    )
+    return with_rows.mapInPandas(batches, joined_schema), snapshots
+
+
+def _join_batches(
+    batches: Iterator[pd.DataFrame],
+    snapshots: dict[str, str],
+    config: RegistryConfig,
+    as_of: dt.date | None,
+    names: list[str],
+) -> Iterator[pd.DataFrame]:
+    """One batch of cards (with their matched rows) through the local engine's join."""
+    for batch in batches:
+        yield _joined_batch(batch, snapshots, config, as_of)[names]
+
+
+def _joined_batch(
+    batch: pd.DataFrame,
+    snapshots: dict[str, str],
+    config: RegistryConfig,
+    as_of: dt.date | None,
+) -> pd.DataFrame:
+    cards = batch.drop(columns=[ROW, DATE, MATCHED], errors="ignore").reset_index(drop=True)
+    canonical = cards.copy()
+    if "registry_flags" in canonical:
+        canonical["registry_flags"] = canonical["registry_flags"].map(_flags_text)
+    matched = batch[MATCHED] if MATCHED in batch else pd.Series([None] * len(batch))
+    found = [row for rows in matched if isinstance(rows, list | np.ndarray) for row in rows]
+    frame = pd.DataFrame(
+        [dict(row) for row in found],
+        columns=["department", "person_key", "status", "valid_from", "valid_to", "attributes"],
+    )
+    rows = {
+        str(department): part.drop(columns="department").reset_index(drop=True)
+        for department, part in frame.groupby("department")
+    }
+    dates = card_dates(canonical["decision_year"].to_numpy(dtype=float), as_of)
+    joined = join_registries(canonical, rows, snapshots, dates, config)
+    return pd.concat([cards.drop(columns=list(JOINED_FIELDS)), joined], axis=1)
+
+
+def _flags_text(value: Any) -> Any:
+    """A card's flags as the canonical ``|``-joined text (Parquet keeps them as a list)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return "|".join(sorted(str(v) for v in value))
+    return value
+
+
+def _joined_schema(cards: DataFrame, snapshots: dict[str, str], config: RegistryConfig) -> Any:
+    """The schema of the joined cards: the cards' columns but the joined fields, then the join's."""
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+
+    empty = pd.DataFrame({name: pd.Series([], dtype=object) for name in cards.columns})
+    empty["decision_year"] = pd.Series([], dtype=float)
+    joined = join_registries(empty, {}, snapshots, np.array([], dtype="datetime64[D]"), config)
+    fields = [f for f in cards.schema.fields if f.name not in JOINED_FIELDS]
+    for name, dtype in joined.dtypes.items():
+        spark_type = DoubleType() if np.issubdtype(dtype, np.number) else StringType()
+        fields.append(StructField(str(name), spark_type, True))
+    return StructType(fields)
