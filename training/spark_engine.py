@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,17 @@ import numpy as np
 import pandas as pd
 from mlflow.types import DataType
 
+from features.department_rules import (
+    All,
+    Col,
+    Compare,
+    Condition,
+    Const,
+    IsIn,
+    IsNull,
+    Not,
+    Value,
+)
 from features.registries import JOINED_FIELDS, RegistryConfig, card_dates, join_registries
 from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, signature
 
@@ -338,3 +349,64 @@ def _joined_schema(cards: DataFrame, snapshots: dict[str, str], config: Registry
         spark_type = DoubleType() if np.issubdtype(dtype, np.number) else StringType()
         fields.append(StructField(str(name), spark_type, True))
     return StructType(fields)
+
+
+# --- the department-failure rules as Spark columns ----------------------------------------------
+
+_SPARK_COMPARE = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+
+
+def spark_value(node: Value, column: Callable[[str], Column], numeric: set[str]) -> Column:
+    """A value node of a department rule as a Spark column (NaN read as unknown, like numpy)."""
+    from pyspark.sql import functions as F
+
+    if isinstance(node, Col):
+        source = column(node.name)
+        if node.name in numeric:
+            return F.when(F.isnan(source), F.lit(None)).otherwise(source)
+        return source
+    if isinstance(node, Const):
+        return F.lit(node.value)
+    left = spark_value(node.left, column, numeric)
+    right = spark_value(node.right, column, numeric)
+    if node.op == "add":
+        return left + right
+    if node.op == "sub":
+        return left - right
+    if node.op == "mul":
+        return left * right
+    return F.try_divide(left, right)  # a division by zero is unknown, as in the rule's text
+
+
+def spark_condition(node: Condition, column: Callable[[str], Column], numeric: set[str]) -> Column:
+    """A condition node as a Spark column; Spark's three-valued logic is the rules' own."""
+    if isinstance(node, Compare):
+        left = spark_value(node.left, column, numeric)
+        right = spark_value(node.right, column, numeric)
+        result: Column = _SPARK_COMPARE[node.op](left, right)
+        return result
+    if isinstance(node, IsNull):
+        return spark_value(node.operand, column, numeric).isNull()
+    if isinstance(node, IsIn):
+        return spark_value(node.operand, column, numeric).isin(list(node.values))
+    if isinstance(node, Not):
+        return ~spark_condition(node.item, column, numeric)
+    parts = [spark_condition(item, column, numeric) for item in node.items]
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = (combined & part) if isinstance(node, All) else (combined | part)
+    return combined
+
+
+def fires(node: Condition, column: Callable[[str], Column], numeric: set[str]) -> Column:
+    """Where a rule fires: its condition known true (unknown counts as not firing)."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(spark_condition(node, column, numeric), F.lit(False))
