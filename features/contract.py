@@ -582,7 +582,7 @@ def _parse_column(spec: FieldSpec, raw: pd.Series) -> tuple[np.ndarray, dict[int
         problems = {
             int(i): _parse_scalar(spec, text.iloc[i])[1] or "invalid" for i in np.flatnonzero(bad)
         }
-        out = text.to_numpy(dtype=object)
+        out = text.to_numpy(dtype=object, copy=True)  # Arrow-backed frames are read-only
         out[blank | bad] = None
         return out, problems
     values = raw.astype("object")

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from mlflow.types import DataType
 
+from features.contract import OUTCOME_NAMES, parse_records
 from features.department_rules import (
     All,
     Col,
@@ -37,8 +38,15 @@ from features.department_rules import (
     IsNull,
     Not,
     Value,
+    department_facts,
 )
-from features.registries import JOINED_FIELDS, RegistryConfig, card_dates, join_registries
+from features.registries import (
+    JOINED_FIELDS,
+    DibaoTable,
+    RegistryConfig,
+    card_dates,
+    join_registries,
+)
 from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, signature
 
 if TYPE_CHECKING:
@@ -229,15 +237,16 @@ def join_on_spark(
     cards: DataFrame,
     registries: DataFrame,
     as_of: dt.date | None,
-    config: RegistryConfig,
+    context: JoinContext,
 ) -> tuple[DataFrame, dict[str, str]]:
-    """Cards with what the registries knew of each applicant on its date, with sources.
+    """Cards with what the registries knew of each applicant on its date, and the rules' facts.
 
     Spark SQL narrows the registries to the rows valid on each card's date for its person
     (an equi-join on ``person_key`` and a range condition on the dates, over the snapshots
-    current on ``as_of``); each batch of cards then goes through
-    :func:`features.registries.join_registries` with its own rows, so the fields a card gets
-    are defined once, for both engines.
+    current on ``as_of``); each batch of cards then goes through the local engine's own
+    functions with its rows (:func:`features.registries.join_registries`, then
+    :func:`features.department_rules.department_facts`, as ``fact_<name>`` columns), so what a
+    card gets is defined once, for both engines. The joined fields replace the card's.
     """
     from pyspark.sql import functions as F
 
@@ -268,86 +277,83 @@ def join_on_spark(
         .join(current.alias("r"), F.col("c.person_key") == F.col("r.person_key"))
         .where(on_date)
         .groupBy(F.col(f"c.{ROW}").alias(ROW))
-        .agg(
-            F.collect_list(
-                F.struct(
-                    "r.department",
-                    "r.person_key",
-                    "r.status",
-                    "r.valid_from",
-                    "r.valid_to",
-                    "r.attributes",
-                )
-            ).alias(MATCHED)
-        )
+        .agg(F.collect_list(F.struct(*[f"r.{c}" for c in _MATCHED_FIELDS])).alias(MATCHED))
     )
     with_rows = keyed.join(matched, ROW, "left")
-    joined_schema = _joined_schema(cards, snapshots, config)
-    batches = functools.partial(
-        _join_batches,
-        snapshots=snapshots,
-        config=config,
-        as_of=as_of,
-        names=[f.name for f in joined_schema.fields],
-    )
-    return with_rows.mapInPandas(batches, joined_schema), snapshots
+    step = functools.partial(_joined_batch, snapshots=snapshots, context=context, as_of=as_of)
+    empty = cards.limit(0).toPandas().assign(**{MATCHED: pd.Series([], dtype=object)})
+    schema = _schema_of(step(empty), cards)
+    names = [f.name for f in schema.fields]
+    batches = functools.partial(_join_batches, step=step, names=names)
+    return with_rows.mapInPandas(batches, schema), snapshots
+
+
+@dataclass(frozen=True)
+class JoinContext:
+    """What the join and the facts read besides the cards: the configs and the 低保 table."""
+
+    registry_config: RegistryConfig
+    dibao: DibaoTable
+
+
+_MATCHED_FIELDS = ("department", "person_key", "status", "valid_from", "valid_to", "attributes")
+FACT = "fact_"
+"""Prefix of the department rules' facts in the joined cards (they share names with fields)."""
 
 
 def _join_batches(
     batches: Iterator[pd.DataFrame],
-    snapshots: dict[str, str],
-    config: RegistryConfig,
-    as_of: dt.date | None,
+    step: Callable[[pd.DataFrame], pd.DataFrame],
     names: list[str],
 ) -> Iterator[pd.DataFrame]:
-    """One batch of cards (with their matched rows) through the local engine's join."""
     for batch in batches:
-        yield _joined_batch(batch, snapshots, config, as_of)[names]
+        yield step(batch)[names]
 
 
 def _joined_batch(
     batch: pd.DataFrame,
     snapshots: dict[str, str],
-    config: RegistryConfig,
+    context: JoinContext,
     as_of: dt.date | None,
 ) -> pd.DataFrame:
+    """One batch of cards (with their matched rows) through the local engine's join and facts."""
     cards = batch.drop(columns=[ROW, DATE, MATCHED], errors="ignore").reset_index(drop=True)
-    canonical = cards.copy()
-    if "registry_flags" in canonical:
-        canonical["registry_flags"] = canonical["registry_flags"].map(_flags_text)
+    inputs = cards.drop(columns=[c for c in OUTCOME_NAMES if c in cards.columns])
+    if "registry_flags" in inputs:
+        inputs = inputs.assign(registry_flags=inputs["registry_flags"].map(_flags_text))
+    canonical = parse_records(inputs, scoring=True).frame.reset_index(drop=True)
     matched = batch[MATCHED] if MATCHED in batch else pd.Series([None] * len(batch))
     found = [row for rows in matched if isinstance(rows, list | np.ndarray) for row in rows]
-    frame = pd.DataFrame(
-        [dict(row) for row in found],
-        columns=["department", "person_key", "status", "valid_from", "valid_to", "attributes"],
-    )
+    frame = pd.DataFrame([dict(row) for row in found], columns=list(_MATCHED_FIELDS))
     rows = {
         str(department): part.drop(columns="department").reset_index(drop=True)
         for department, part in frame.groupby("department")
     }
     dates = card_dates(canonical["decision_year"].to_numpy(dtype=float), as_of)
-    joined = join_registries(canonical, rows, snapshots, dates, config)
-    return pd.concat([cards.drop(columns=list(JOINED_FIELDS)), joined], axis=1)
+    joined = join_registries(canonical, rows, snapshots, dates, context.registry_config)
+    facts = department_facts(canonical, joined, context.dibao).add_prefix(FACT)
+    return pd.concat([cards.drop(columns=list(JOINED_FIELDS)), joined, facts], axis=1)
 
 
 def _flags_text(value: Any) -> Any:
-    """A card's flags as the canonical ``|``-joined text (Parquet keeps them as a list)."""
+    """A card's flags as ``|``-joined text (Parquet keeps them as a list)."""
     if isinstance(value, list | tuple | np.ndarray):
-        return "|".join(sorted(str(v) for v in value))
+        return "|".join(str(v) for v in value)
     return value
 
 
-def _joined_schema(cards: DataFrame, snapshots: dict[str, str], config: RegistryConfig) -> Any:
-    """The schema of the joined cards: the cards' columns but the joined fields, then the join's."""
+def _schema_of(example: pd.DataFrame, cards: DataFrame) -> Any:
+    """The joined cards' schema: the cards' own columns as they were, the join's as text/double."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
-    empty = pd.DataFrame({name: pd.Series([], dtype=object) for name in cards.columns})
-    empty["decision_year"] = pd.Series([], dtype=float)
-    joined = join_registries(empty, {}, snapshots, np.array([], dtype="datetime64[D]"), config)
-    fields = [f for f in cards.schema.fields if f.name not in JOINED_FIELDS]
-    for name, dtype in joined.dtypes.items():
-        spark_type = DoubleType() if np.issubdtype(dtype, np.number) else StringType()
-        fields.append(StructField(str(name), spark_type, True))
+    own = {f.name: f for f in cards.schema.fields}
+    fields = []
+    for name, dtype in example.dtypes.items():
+        if name in own and name not in JOINED_FIELDS:
+            fields.append(own[str(name)])
+        else:
+            numeric = np.issubdtype(dtype, np.number) if isinstance(dtype, np.dtype) else False
+            fields.append(StructField(str(name), DoubleType() if numeric else StringType(), True))
     return StructType(fields)
 
 
@@ -410,3 +416,19 @@ def fires(node: Condition, column: Callable[[str], Column], numeric: set[str]) -
     from pyspark.sql import functions as F
 
     return F.coalesce(spark_condition(node, column, numeric), F.lit(False))
+
+
+def registry_table(rows: Mapping[str, pd.DataFrame], snapshots: Mapping[str, str]) -> pd.DataFrame:
+    """Every department's canonical rows in one table with ``department`` and ``snapshot``.
+
+    The shape :func:`join_on_spark` reads (:data:`REGISTRY_COLUMNS`); ``aidrec registries
+    export`` writes the registry store's current snapshots in it.
+    """
+    parts = [
+        frame.assign(department=department, snapshot=snapshots[department])
+        for department, frame in rows.items()
+        if department in snapshots
+    ]
+    if not parts:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in REGISTRY_COLUMNS})
+    return pd.concat(parts, ignore_index=True)[list(REGISTRY_COLUMNS)].astype(object)
