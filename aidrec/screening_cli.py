@@ -8,6 +8,7 @@ package function.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -46,7 +47,10 @@ from features.synthetic_registries import (
 )
 from features.tables import TableError, read_table, table_format, write_table
 from features.wages import WageTable
+from serving.audit import AuditError
+from serving.leads import LeadCandidate, LeadError, RegisterSummary
 from serving.registry_store import RegistryStore, RegistryStoreError
+from serving.stores import open_lead_store
 from training.registry import CHAMPION, RegistryError, configure_tracking, load_bundle
 from training.screening import (
     RegistrySnapshot,
@@ -321,7 +325,7 @@ def screen(
         store.close()
     if not view.snapshots:
         log.warning("no registry snapshot known on %s: cards are screened alone", view.on)
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    run_id = screening_run_id(cases, str(info["version"]), on, view.snapshot_dates)
     screener = Screener(
         bundle=bundle,
         registries=RegistrySnapshot(view.rows, view.snapshot_dates),
@@ -360,6 +364,22 @@ def screen(
         _register(settings, leads)
 
 
+def screening_run_id(
+    cases: Path, model_version: str, on: dt.date | None, snapshots: dict[str, str]
+) -> str:
+    """The run's id: a digest of the cards file, the model version, the date and snapshots.
+
+    The same cards screened by the same model on the same registries get the same id, so a
+    re-run leaves the lead register unchanged instead of touching every lead.
+    """
+    digest = hashlib.sha256()
+    with cases.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(f"|{model_version}|{on}|{sorted(snapshots.items())}".encode())
+    return digest.hexdigest()[:16]
+
+
 def _evaluate(screener: Screener, leads: pa.Table, history: Path) -> None:
     card_scores = pd.concat(screener.card_scores, ignore_index=True)
     outcomes = read_table(history)
@@ -373,21 +393,26 @@ def _evaluate(screener: Screener, leads: pa.Table, history: Path) -> None:
 
 
 def _register(settings: Settings, leads: pa.Table) -> None:
-    """Register the leads in bounded batches, if the lead register is installed."""
-    try:
-        from serving.leads import LeadCandidate  # type: ignore[import-not-found,unused-ignore]
+    """Register the leads in the lead register (线索管理) in bounded batches.
 
-        from serving.stores import open_lead_store  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        log.warning("the lead register is not available here: leads written, not registered")
-        return
+    Idempotent on (case, kind): a re-run creates nothing twice, and a lead still ``new``
+    takes the new score.
+    """
     lead_store = open_lead_store(settings)
-    totals: dict[str, int] = {}
-    with tqdm(total=leads.num_rows, desc="registering leads", unit="lead") as bar:
-        for batch in leads.to_batches(max_chunksize=REGISTER_BATCH):
-            frame = batch.to_pandas()
-            summary = lead_store.register(LeadCandidate(**c) for c in lead_candidates(frame))
-            for name in ("created", "updated", "unchanged"):
-                totals[name] = totals.get(name, 0) + int(getattr(summary, name, 0))
-            bar.update(len(frame))
-    typer.echo("lead register: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+    total = RegisterSummary()
+    try:
+        with tqdm(total=leads.num_rows, desc="registering leads", unit="lead") as bar:
+            for batch in leads.to_batches(max_chunksize=REGISTER_BATCH):
+                frame = batch.to_pandas()
+                candidates = [LeadCandidate(**c) for c in lead_candidates(frame)]
+                summary = lead_store.register(candidates, actor="aidrec screen")
+                total = total + RegisterSummary(summary.created, summary.updated, summary.unchanged)
+                bar.update(len(frame))
+    except (LeadError, AuditError) as exc:
+        raise _fail(f"the lead register refused the leads: {exc}") from None
+    finally:
+        lead_store.engine.dispose()
+    typer.echo(
+        f"lead register: {total.created} created, {total.updated} updated, "
+        f"{total.unchanged} unchanged"
+    )
