@@ -60,6 +60,8 @@ app.add_typer(supervision_cli.report_app, name="report")
 app.add_typer(supervision_cli.policy_app, name="policy")
 app.command()(screening_cli.pseudonymise)
 app.add_typer(screening_cli.registries_app, name="registries")
+app.command("generate-registries")(screening_cli.generate_registries_command)
+app.command()(screening_cli.screen)
 
 
 @app.command()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from aidrec.settings import Settings
 from serving.audit import AuditStore, CheckpointPolicy, is_new_store
 from serving.checkpoints import AuditSecrets
+from serving.leads import LeadStore
+from training.policy import LeadDeadlines, load_policy
 
 
 def audit_secrets(settings: Settings, create: bool) -> AuditSecrets:
@@ -29,3 +31,19 @@ def open_audit_store(settings: Settings) -> AuditStore:
     secrets = audit_secrets(settings, create=is_new_store(url))
     policy = CheckpointPolicy(settings.audit_checkpoint_every, settings.audit_checkpoint_seconds)
     return AuditStore.open(url, secrets, settings.audit_timeout_s, policy)
+
+
+def open_lead_store(
+    settings: Settings,
+    deadlines: LeadDeadlines | None = None,
+    audit: AuditStore | None = None,
+) -> LeadStore:
+    """The lead register in the audit store's database (``settings.audit_database_url``).
+
+    ``deadlines`` default to the shipped policy's ``lead_deadlines``; the service passes the
+    serving model's. ``audit`` reuses an open audit store (the service's) instead of opening
+    another.
+    """
+    if deadlines is None:
+        deadlines = load_policy().lead_deadlines
+    return LeadStore(audit or open_audit_store(settings), deadlines)

@@ -27,10 +27,14 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
 
 from features.contract import OUTCOME_NAMES, parse_records
 from features.department_rules import DepartmentRules, department_facts, evaluate, hit_facts
@@ -42,6 +46,7 @@ from features.registries import (
     join_registries,
 )
 from features.rules import EligibilityStatus
+from features.tables import iter_table_chunks, table_format
 from training.bundle import ModelBundle
 
 MODEL_KINDS_ZH = {
@@ -478,3 +483,75 @@ def evaluate_screening(
 def rule_eligible(statuses: np.ndarray) -> np.ndarray:
     """Where the statutory rules call a card eligible (the rule screen's leads)."""
     return np.asarray(statuses, dtype=object) == EligibilityStatus.ELIGIBLE.value
+
+
+# --- a run over a file -----------------------------------------------------------------------
+
+
+def lead_schema() -> pa.Schema:
+    """The Arrow schema of the leads table (before ranking)."""
+    return pa.schema(
+        [
+            pa.field(name, pa.string() if name in TEXT_LEAD_COLUMNS else pa.float64())
+            for name in LEAD_COLUMNS
+        ]
+    )
+
+
+def screen_file(screener: Screener, path: Path, chunk_rows: int) -> pa.Table:
+    """Screen a file of case cards chunk by chunk (progress bar); the ranked leads table.
+
+    Memory holds one chunk of cards and the leads found so far (a fraction of the cards).
+    """
+    schema = lead_schema()
+    parts: list[pa.Table] = []
+    total = _row_count(path)
+    with tqdm(total=total, desc="screening", unit="card") as bar:
+        for chunk in iter_table_chunks(path, chunk_rows):
+            leads = screener.screen(chunk)
+            parts.append(pa.Table.from_pandas(leads, schema=schema, preserve_index=False))
+            bar.update(len(chunk))
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    return rank_table(table)
+
+
+def _row_count(path: Path) -> int | None:
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def rank_table(table: pa.Table) -> pa.Table:
+    """The Arrow form of :func:`rank_leads`: by priority, refused cards last, ``rank`` first."""
+    refused = pc.is_valid(table["error"])
+    keyed = table.append_column("_refused", refused)
+    order = pc.sort_indices(
+        keyed,
+        sort_keys=[
+            ("_refused", "ascending"),
+            ("priority", "descending"),
+            ("case_id", "ascending"),
+            ("kind", "ascending"),
+        ],
+    )
+    ordered = table.take(order)
+    n = ordered.num_rows
+    positions = np.arange(1, n + 1, dtype=float)
+    is_refused = ordered["error"].is_valid().to_numpy(zero_copy_only=False)
+    rank = pa.array(np.where(is_refused, np.nan, positions), from_pandas=True)
+    return ordered.add_column(0, "rank", rank)
+
+
+def write_leads(table: pa.Table, path: Path, fmt: str) -> Path:
+    """Write the ranked leads as CSV or Parquet."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    else:
+        pa_csv.write_csv(table, path, pa_csv.WriteOptions(quoting_style="needed"))
+    return path
