@@ -36,8 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from features.contract import OUTCOME_NAMES, parse_records
-from features.department_rules import DepartmentRules, department_facts, evaluate, hit_facts
+from features.contract import INPUT_NAMES, OUTCOME_NAMES, parse_records
+from features.department_rules import (
+    DepartmentRule,
+    DepartmentRules,
+    department_facts,
+    evaluate,
+    hit_facts,
+)
 from features.registries import (
     JOINED_FIELDS,
     DibaoTable,
@@ -206,23 +212,7 @@ class Screener:
             rows = np.flatnonzero(fires)
             if not len(rows):
                 continue
-            rule_sources: list[dict[str, Any]] = [
-                {"department": d, "snapshot": snapshots[d], "field": _FIELD_OF.get(d, d)}
-                for d in rule.departments
-                if d in snapshots
-            ]
-            if "dibao_standard_yuan" in rule.facts:
-                rule_sources.append(
-                    {
-                        "department": "dibao_standards",
-                        "snapshot": self.dibao.version,
-                        "field": "dibao_standard_yuan",
-                    }
-                )
-            card_fields = [f for f in rule.facts if f in cards.columns]
-            rule_sources.append(
-                {"department": "case_card", "snapshot": None, "field": ", ".join(card_fields)}
-            )
+            text = rule_sources(rule, snapshots, self.dibao.version)
             reasons = [
                 json.dumps(
                     {
@@ -236,7 +226,6 @@ class Screener:
                 )
                 for i in rows
             ]
-            text = json.dumps(rule_sources, ensure_ascii=False)
             parts.append(
                 self._part(
                     cards,
@@ -319,6 +308,26 @@ class Screener:
             )
             for p, s, h, t in zip(probability, status, hits, top, strict=True)
         ]
+
+
+def rule_sources(rule: DepartmentRule, snapshots: Mapping[str, str], dibao_version: str) -> str:
+    """The 数据来源 of a department-failure lead, as JSON: departments, 低保 table, card fields."""
+    sources: list[dict[str, Any]] = [
+        {"department": d, "snapshot": snapshots[d], "field": _FIELD_OF.get(d, d)}
+        for d in rule.departments
+        if d in snapshots
+    ]
+    if "dibao_standard_yuan" in rule.facts:
+        sources.append(
+            {
+                "department": "dibao_standards",
+                "snapshot": dibao_version,
+                "field": "dibao_standard_yuan",
+            }
+        )
+    card_fields = [f for f in rule.facts if f in INPUT_NAMES]  # facts read from the card
+    sources.append({"department": "case_card", "snapshot": None, "field": ", ".join(card_fields)})
+    return json.dumps(sources, ensure_ascii=False)
 
 
 _FIELD_OF = {

@@ -34,6 +34,8 @@ from features.department_rules import (
     Compare,
     Condition,
     Const,
+    DepartmentRule,
+    DepartmentRules,
     IsIn,
     IsNull,
     Not,
@@ -47,7 +49,9 @@ from features.registries import (
     card_dates,
     join_registries,
 )
+from training.bundle import ModelBundle
 from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, signature
+from training.screening import DEPARTMENT_FAILURE_ZH, MODEL_KINDS_ZH, rule_sources
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -432,3 +436,211 @@ def registry_table(rows: Mapping[str, pd.DataFrame], snapshots: Mapping[str, str
     if not parts:
         return pd.DataFrame({name: pd.Series([], dtype=object) for name in REGISTRY_COLUMNS})
     return pd.concat(parts, ignore_index=True)[list(REGISTRY_COLUMNS)].astype(object)
+
+
+# --- the screening run ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparkScreening:
+    """What a Spark screening run wrote and found."""
+
+    leads_path: Path
+    errors_path: Path
+    cards: int
+    refused: int
+    leads_by_kind: dict[str, int]
+
+    @property
+    def leads(self) -> int:
+        """Leads written (one per case and kind)."""
+        return sum(self.leads_by_kind.values())
+
+
+@dataclass(frozen=True)
+class SparkJob:
+    """One screening run on Spark: its inputs, its model and where it writes."""
+
+    cards: str
+    registries: str
+    out: Path
+    model_uri: str
+    run_id: str
+    as_of: dt.date | None
+    options: SparkOptions
+
+
+def screen_on_spark(
+    spark: SparkSession,
+    job: SparkJob,
+    bundle: ModelBundle,
+    rules: DepartmentRules,
+    context: JoinContext,
+) -> SparkScreening:
+    """The local engine's screening (:class:`training.screening.Screener`) on Spark.
+
+    Reads the cards and the registries (paths or tables), joins them as of each card's date
+    (:func:`join_on_spark`; a registries table with the wrong schema stops the job before any
+    scoring), applies the champion through ``spark_udf`` and the department-failure rules as
+    Spark columns, and writes the leads (the local engine's columns, partitioned by
+    ``province_code``, highest priority first within each partition) and the refused cards
+    (``errors``: case id and the field and rule each broke).
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    cards = read_source(spark, job.cards)
+    registries = read_source(spark, job.registries)
+    joined, snapshots = join_on_spark(cards, registries, job.as_of, context)
+    scored = score(joined, job.model_uri, job.options).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        valid = scored.where(F.col("error").isNull())
+        parts = [
+            _model_leads(valid, target, threshold, bundle, job.run_id)
+            for target, threshold in bundle.lead_thresholds.items()
+        ]
+        facts = {f.name for f in joined.schema.fields if f.name.startswith(FACT)}
+        numeric = {
+            f.name[len(FACT) :]
+            for f in joined.schema.fields
+            if f.name in facts and f.dataType.typeName() == "double"
+        }
+        parts += [
+            _rule_leads(valid, rule, rules.version, numeric, snapshots, context, bundle, job)
+            for rule in rules.rules
+        ]
+        leads = functools.reduce(lambda a, b: a.unionByName(b), parts)
+        leads_path, errors_path = job.out / "leads", job.out / "errors"
+        (
+            leads.repartition("province_code")
+            .sortWithinPartitions(F.desc("priority"), "case_id", "kind")
+            .write.mode("overwrite")
+            .partitionBy("province_code")
+            .parquet(str(leads_path))
+        )
+        errors = scored.where(F.col("error").isNotNull()).select("case_id", "error")
+        errors.write.mode("overwrite").parquet(str(errors_path))
+        total = scored.count()
+        refused = spark.read.parquet(str(errors_path)).count()
+        by_kind = {
+            str(row["kind"]): int(row["count"])
+            for row in spark.read.parquet(str(leads_path)).groupBy("kind").count().collect()
+        }
+    finally:
+        scored.unpersist()
+    log.info(
+        "screened %d cards on Spark: %d leads, %d refused", total, sum(by_kind.values()), refused
+    )
+    return SparkScreening(leads_path, errors_path, total, refused, by_kind)
+
+
+@functools.cache
+def _round6() -> Any:
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("double")  # type: ignore[call-overload]
+    def round6(values: pd.Series) -> pd.Series:
+        return values.round(6)
+
+    return round6
+
+
+def _rounded(column: Column) -> Column:
+    """Rounded to 6 decimals by numpy, exactly as the local engine rounds (half to even)."""
+    result: Column = _round6()(column)
+    return result
+
+
+def _common() -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [
+        F.col("person_key").cast("string").alias("person_key"),
+        F.col("province_code").cast("string").alias("province_code"),
+        F.col("office_code").cast("string").alias("office_code"),
+        F.col("decision_year").cast("double").alias("decision_year"),
+        F.col("p_judicial_aid").alias("p_judicial_aid"),
+    ]
+
+
+def _tail(run_id: str, bundle: ModelBundle) -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [
+        F.lit(bundle.policy.version).alias("policy_version"),
+        F.lit(f"screening:{run_id}").alias("origin"),
+        F.lit(None).cast("string").alias("error"),
+    ]
+
+
+def _model_leads(
+    valid: DataFrame, target: str, threshold: float, bundle: ModelBundle, run_id: str
+) -> DataFrame:
+    """One lead per card whose calibrated probability reaches the policy's threshold."""
+    from pyspark.sql import functions as F
+
+    probability = F.col(f"p_{target}")
+    hits = F.when(F.col("rule_hits") == "", F.array().cast("array<string>")).otherwise(
+        F.split(F.col("rule_hits"), ";")
+    )
+    reasons = F.to_json(
+        F.struct(
+            F.bround(probability, 4).alias("probability"),
+            F.lit(round(float(threshold), 4)).alias("threshold"),
+            F.col("eligibility_status").alias("eligibility_status"),
+            hits.alias("rule_hits"),
+            F.array().cast("array<string>").alias("top_contributions"),
+        )
+    )
+    return valid.where(probability >= F.lit(float(threshold))).select(
+        "case_id",
+        F.lit(target).alias("kind"),
+        F.lit(MODEL_KINDS_ZH.get(target, target)).alias("kind_zh"),
+        _rounded(probability).alias("score"),
+        _rounded(probability).alias("priority"),
+        *_common(),
+        reasons.alias("reasons"),
+        F.coalesce(F.col("registry_sources"), F.lit("[]")).alias("sources"),
+        *_tail(run_id, bundle),
+    )
+
+
+def _rule_leads(
+    valid: DataFrame,
+    rule: DepartmentRule,
+    version: str,
+    numeric: set[str],
+    snapshots: Mapping[str, str],
+    context: JoinContext,
+    bundle: ModelBundle,
+    job: SparkJob,
+) -> DataFrame:
+    """One lead per card where a department-failure rule fires, with the facts it read."""
+    from pyspark.sql import functions as F
+
+    def fact(name: str) -> Column:
+        return F.col(f"{FACT}{name}")
+
+    facts = F.struct(*[spark_value(Col(name), fact, numeric).alias(name) for name in rule.facts])
+    reasons = F.to_json(
+        F.struct(
+            F.lit(rule.id).alias("rule"),
+            F.lit(rule.zh).alias("rule_zh"),
+            F.lit(rule.act_department_zh).alias("act_department_zh"),
+            F.lit(version).alias("rules_version"),
+            facts.alias("facts"),
+        ),
+        {"ignoreNullFields": "false"},
+    )
+    sources = rule_sources(rule, snapshots, context.dibao.version)
+    return valid.where(fires(rule.when, fact, numeric)).select(
+        "case_id",
+        F.lit(rule.kind).alias("kind"),
+        F.lit(f"{DEPARTMENT_FAILURE_ZH}：{rule.zh}").alias("kind_zh"),
+        F.lit(None).cast("double").alias("score"),
+        _rounded(F.col("p_judicial_aid")).alias("priority"),
+        *_common(),
+        reasons.alias("reasons"),
+        F.lit(sources).alias("sources"),
+        *_tail(job.run_id, bundle),
+    )
