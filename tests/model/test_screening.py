@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -179,3 +180,45 @@ def test_as_of_reads_every_card_on_one_date(
     early = screener(bundle, world[1], as_of=dt.date(2000, 1, 1)).screen(cards)
     # in 2000 nobody was registered yet: every registry fact is "not covered", no source
     assert early.loc[early["kind"] == "judicial_aid", "sources"].eq("[]").all()
+
+
+def test_commands_generate_import_screen_and_rescreen_without_duplicates(
+    registry: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, app = registry["runner"], registry["app"]
+    monkeypatch.setenv(
+        "AIDREC_DATA_DIR", str(tmp_path)
+    )  # the champion stays at MLFLOW_TRACKING_URI
+    monkeypatch.setenv("AIDREC_PERSON_KEY_SECRET", "k" * 40)
+    history, cards, leads = tmp_path / "h.parquet", tmp_path / "cards.csv", tmp_path / "leads.csv"
+    write_table(generate_history(600, seed=5), history)
+    made = runner.invoke(
+        app,
+        [
+            "generate-registries",
+            "--history",
+            str(history),
+            "--out-dir",
+            str(tmp_path / "reg"),
+            "--cards",
+            str(cards),
+            "--import",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    assert "dibao:" in made.output and "rows imported" in made.output
+    raw = pd.read_csv(cards, dtype=str, keep_default_na=False)
+    assert "aid_granted" not in raw.columns
+    raw.loc[3, "harm_outcome"] = "bruised"
+    raw.to_csv(cards, index=False)
+    args = ["screen", "--cases", str(cards), "--out", str(leads), "--evaluate-with", str(history)]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "600 cards screened" in first.output and "1 cards refused" in first.output
+    assert "recall of aided cards checking 100 per 1,000" in first.output
+    table = pd.read_csv(leads)
+    assert table.loc[table["error"].notna(), "case_id"].tolist() == [raw.loc[3, "case_id"]]
+    found = int(table["error"].isna().sum())
+    assert f"lead register: {found} created, 0 updated, 0 unchanged" in first.output
+    again = runner.invoke(app, args)
+    assert f"lead register: 0 created, 0 updated, {found} unchanged" in again.output
