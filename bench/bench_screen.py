@@ -33,7 +33,9 @@ from training.screening import RegistrySnapshot, Screener, screen_file
 from training.train import train_bundle
 
 
-def child(bundle_path: Path, store_url: str, cards: Path, chunk_rows: int) -> None:
+def child(
+    bundle_path: Path, store_url: str, cards: Path, chunk_rows: int, top_reasons: int
+) -> None:
     """Screen the cards (what ``aidrec screen`` does, without the registering) and report."""
     bundle = joblib.load(bundle_path)
     store = RegistryStore.open(store_url)
@@ -46,6 +48,7 @@ def child(bundle_path: Path, store_url: str, cards: Path, chunk_rows: int) -> No
         rules=DepartmentRules.load(),
         dibao=DibaoTable.from_csv(),
         run_id="bench",
+        top_reasons=top_reasons,
     )
     started = time.perf_counter()
     leads = screen_file(screener, cards, chunk_rows)
@@ -69,11 +72,12 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=1_000_000)
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--chunk-rows", type=int, default=50_000)
+    parser.add_argument("--top-reasons", type=int, default=3)
     parser.add_argument("--child", nargs=3, metavar=("BUNDLE", "STORE", "CARDS"))
     args = parser.parse_args()
     if args.child:
         bundle, store, cards = args.child
-        child(Path(bundle), store, Path(cards), args.chunk_rows)
+        child(Path(bundle), store, Path(cards), args.chunk_rows, args.top_reasons)
         return
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +126,7 @@ def main() -> None:
         f"\n## Screening with registries ({dt.date.today().isoformat()})",
         f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; {args.cards:,} cards, "
         f"bundle trained on {args.train_rows:,} generated cases, chunks of {args.chunk_rows:,}, "
+        f"{args.top_reasons} model contributions per lead, "
         "registries in SQLite, 2 shared cores. Aim: 1M cards < 2 min, < 4 GB.",
         "",
         "| figure | value |",
