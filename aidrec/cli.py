@@ -70,10 +70,17 @@ def run(
     rows: Annotated[int, typer.Option(min=1000, help="cases in the generated history")] = 200_000,
     seed: Annotated[int, typer.Option(help="seed of the generated history")] = 2026,
     retrain: Annotated[bool, typer.Option(help="train even when a champion exists")] = False,
+    screen: Annotated[
+        bool, typer.Option(help="screen new cards with generated registries (线索管理)")
+    ] = True,
     serve: Annotated[bool, typer.Option(help="end by serving the champion")] = True,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
-    """The main job: a history (generated if absent), a champion (trained if absent), served."""
+    """The main job: a history and a champion (made if absent), new cards screened, served.
+
+    Screening generates a quarter as many new case cards and the departments' registries
+    (once), imports the registries and registers the leads, so the workbench shows them.
+    """
     settings = settings_of(ctx)
     history: Path = settings.history_path
     if not history.exists():
@@ -95,6 +102,8 @@ def run(
         f"champion: models:/{settings.registered_model}@{CHAMPION} (version {champion})\n"
         f"tracking store: {uri}  (browse: .venv/bin/mlflow ui --backend-store-uri {uri})"
     )
+    if screen:
+        screening_cli.screen_demo(ctx, rows=max(rows // 4, 1000), seed=seed)
     if serve:
         serving_cli.serve(ctx, host="127.0.0.1", port=port)
 

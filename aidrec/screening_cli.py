@@ -25,6 +25,7 @@ from features.department_rules import DepartmentRules
 from features.persons import (
     BadIdentifiersError,
     PersonKeyError,
+    create_secret_file,
     load_secret,
     secret_check,
 )
@@ -39,6 +40,7 @@ from features.registries import (
     extract_digest,
     validate_extract,
 )
+from features.synthetic import generate_history
 from features.synthetic_registries import (
     case_cards,
     generate_registries,
@@ -415,4 +417,51 @@ def _register(settings: Settings, leads: pa.Table) -> None:
     typer.echo(
         f"lead register: {total.created} created, {total.updated} updated, "
         f"{total.unchanged} unchanged"
+    )
+
+
+def screen_demo(ctx: typer.Context, rows: int, seed: int) -> None:
+    """The main job's screening: new cards and registries generated once, then screened.
+
+    The cards come from another seed than the training history (new cases, with their
+    outcomes kept apart in ``screening-history.parquet`` for the evaluation); the registries
+    are imported (unchanged on a re-run) and the leads registered, so the workbench's
+    线索管理 page shows them. Without a configured secret a demonstration one is created in
+    the data directory.
+    """
+    settings = settings_of(ctx)
+    if settings.person_key_secret is None and create_secret_file(settings.person_key_secret_path):
+        log.warning(
+            "created a demonstration person-key secret %s; a deployment sets its own "
+            "(AIDREC_PERSON_KEY_SECRET), shared with the departments",
+            settings.person_key_secret_path,
+        )
+    data = settings.data_dir
+    history, cards, registries = (
+        data / "screening-history.parquet",
+        data / "cards.parquet",
+        data / "registries",
+    )
+    if not cards.exists() or not history.exists():
+        log.info("generating %d new case cards and the departments' registries", rows)
+        frame = generate_history(rows, seed + 1, wage_table=WageTable.from_csv(settings.wage_table))
+        write_table(frame, history)
+        write_registries(
+            generate_registries(frame, seed + 1, WageTable.from_csv(settings.wage_table)),
+            registries,
+        )
+        write_table(case_cards(frame), cards)
+    on = registry_date(read_table(history)[["decision_year"]].astype(float))
+    paths = {p.stem: p for p in sorted(registries.glob("*.csv"))}
+    import_extracts(settings, paths, on)
+    screen(
+        ctx,
+        cases=cards,
+        out=data / "leads.parquet",
+        as_of=None,
+        model_uri="",
+        chunk_rows=50_000,
+        top_reasons=3,
+        register=True,
+        evaluate_with=history,
     )

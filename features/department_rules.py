@@ -379,15 +379,18 @@ def department_facts(cards: pd.DataFrame, joined: pd.DataFrame, dibao: DibaoTabl
     )
 
 
-def hit_facts(rule: DepartmentRule, facts: pd.DataFrame, row: int) -> dict[str, Any]:
-    """The facts one hit read, JSON-able (unknown = None)."""
-    out: dict[str, Any] = {}
-    for name in rule.facts:
-        value = facts[name].iat[row]
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            out[name] = None
-        elif isinstance(value, float | np.floating):
-            out[name] = float(value)
-        else:
-            out[name] = str(value)
-    return out
+def hit_facts(rule: DepartmentRule, facts: pd.DataFrame, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The facts each hit in ``rows`` read, JSON-able (unknown = None)."""
+    shown = facts.iloc[np.asarray(rows, dtype=int)][list(rule.facts)].astype(object)
+    return [
+        {str(name): _plain(value) for name, value in record.items()}
+        for record in shown.to_dict("records")
+    ]
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float | np.floating | int | np.integer):
+        return float(value)
+    return str(value)

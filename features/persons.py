@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,3 +143,21 @@ def pseudonymise(frame: pd.DataFrame, column: str, secret: bytes) -> pd.DataFram
         position = min(position, len(out.columns))
     out.insert(position, PERSON_KEY_COLUMN, keys)
     return out
+
+
+def create_secret_file(path: Path) -> bool:
+    """Create a random secret file (mode 600) unless one exists; True when created.
+
+    Only the demonstration job uses this: a deployment provides its own secret, shared with
+    the departments that pseudonymise their registries.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(secrets.token_hex(32))
+    return True

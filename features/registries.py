@@ -499,16 +499,13 @@ def _source_text(mask: np.ndarray, values: np.ndarray, snapshots: Mapping[str, s
 
 def _union_flags(card: np.ndarray, registry: np.ndarray) -> np.ndarray:
     """The sorted union of two canonical flag columns (None only where both are unknown)."""
-    out = np.full(len(card), None, dtype=object)
-    for i, (a, b) in enumerate(zip(card, registry, strict=True)):
-        if a is None and b is None:
-            continue
-        if not b:
-            out[i] = a if a is not None else ""
-        elif not a:
-            out[i] = b
-        else:
-            out[i] = "|".join(sorted(set(a.split("|")) | set(b.split("|"))))
+    out = card.copy()
+    registry_text = pd.Series(registry, dtype=object)
+    known_empty = registry_text.eq("").to_numpy() & pd.isna(card)
+    out[known_empty] = ""
+    for i in np.flatnonzero(registry_text.str.len().fillna(0).to_numpy() > 0):
+        a, b = card[i], registry[i]
+        out[i] = b if not a else "|".join(sorted(set(a.split("|")) | set(b.split("|"))))
     return out
 
 

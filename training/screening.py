@@ -220,11 +220,11 @@ class Screener:
                         "rule_zh": rule.zh,
                         "act_department_zh": rule.act_department_zh,
                         "rules_version": self.rules.version,
-                        "facts": hit_facts(rule, facts, int(i)),
+                        "facts": shown,
                     },
                     ensure_ascii=False,
                 )
-                for i in rows
+                for shown in hit_facts(rule, facts, rows)
             ]
             parts.append(
                 self._part(

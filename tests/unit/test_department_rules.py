@@ -137,7 +137,7 @@ def test_breadwinner_death_without_temporary_relief() -> None:
 
 def test_a_hit_shows_the_facts_it_read() -> None:
     frame = facts(harm_outcome="death", minor_dependants=1.0, registry_temporary_relief=0.0)
-    shown = hit_facts(RULE["breadwinner_death_no_temporary_relief"], frame, 0)
+    (shown,) = hit_facts(RULE["breadwinner_death_no_temporary_relief"], frame, np.array([0]))
     assert shown == {
         "harm_outcome": "death",
         "minor_dependants": 1.0,
