@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,7 @@ from features.registries import (
     RegistryConfig,
     RegistryConfigError,
     extract_digest,
+    registry_table,
     validate_extract,
 )
 from features.synthetic import generate_history
@@ -62,8 +64,26 @@ from training.screening import (
     screen_file,
     write_leads,
 )
+from training.spark_engine import (
+    JoinContext,
+    SparkEngineError,
+    SparkJob,
+    SparkOptions,
+    parse_conf,
+    screen_on_spark,
+    spark_for,
+)
 
 log = logging.getLogger(__name__)
+
+
+class Engine(StrEnum):
+    """Where ``aidrec screen`` runs."""
+
+    LOCAL = "local"
+    SPARK = "spark"
+
+
 MAX_LISTED = 20
 """Refused rows listed on the terminal before a summary line."""
 REGISTER_BATCH = 5_000
@@ -127,6 +147,7 @@ registries_app = typer.Typer(
 
 def open_registries(settings: Settings) -> RegistryStore:
     """The configured registry store (the audit database unless AIDREC_REGISTRY_URL)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # a fresh directory's first import
     try:
         return RegistryStore.open(settings.registry_database_url)
     except RegistryStoreError as exc:
@@ -207,6 +228,30 @@ def list_registries(ctx: typer.Context) -> None:
             f"{department:<24} {zh}: {count} snapshot(s); current as of "
             f"{current[department].as_of} with {rows} rows"
         )
+
+
+@registries_app.command("export")
+def export_registries(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="one Parquet table of every department's rows")],
+    as_of: Annotated[
+        str | None, typer.Option(help="the snapshots known on this date (default: today)")
+    ] = None,
+) -> None:
+    """Every department's current snapshot in one table (what ``screen --engine spark`` reads)."""
+    settings = settings_of(ctx)
+    on = parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise _fail(f"{out}: the export is Parquet (name it *.parquet)")
+    store = open_registries(settings)
+    try:
+        view = store.as_of(on)
+    finally:
+        store.close()
+    table = registry_table(view.rows, view.snapshot_dates)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    typer.echo(f"{len(table)} rows of {len(view.snapshots)} department(s) known on {on} → {out}")
 
 
 def generate_registries_command(
@@ -300,6 +345,26 @@ def screen(
         Path | None,
         typer.Option(help="a history with the cards' outcomes: report recall at fixed budgets"),
     ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local (this process, chunked) or spark (a Spark cluster)")
+    ] = Engine.LOCAL,
+    registries: Annotated[
+        str | None,
+        typer.Option(
+            help="spark: the registries table (path or table name; aidrec registries export); "
+            "default: the registry store's snapshots, exported beside --out"
+        ),
+    ] = None,
+    master: Annotated[str, typer.Option(help="spark: local[N], spark://host:port, yarn")] = (
+        "local[2]"
+    ),
+    driver_memory: Annotated[str | None, typer.Option(help="spark: e.g. 4g")] = None,
+    shuffle_partitions: Annotated[
+        int | None, typer.Option(min=1, help="spark: spark.sql.shuffle.partitions")
+    ] = None,
+    conf: Annotated[
+        list[str] | None, typer.Option(help="spark: KEY=VALUE, repeatable (passed to Spark)")
+    ] = None,
 ) -> None:
     """Screen every case card: registries joined, champion scores, department-failure rules.
 
@@ -307,9 +372,22 @@ def screen(
     breaks the contract gets a row with an ``error`` and the others are screened. The
     registries used are the snapshots known on ``--as-of`` (default today). Leads are then
     registered (idempotent on case and kind: a re-run creates no duplicate).
+
+    With ``--engine spark`` the same screening runs on Spark (``--cases`` and
+    ``--registries`` may be tables of the catalogue); ``--out`` is then a folder holding
+    ``leads/`` (Parquet, partitioned by province) and ``errors/``.
     """
     settings = settings_of(ctx)
     on = parse_date(as_of, "--as-of") if as_of else None
+    if engine is Engine.SPARK:
+        try:
+            options = SparkOptions(
+                master, driver_memory, shuffle_partitions, parse_conf(conf or [])
+            )
+        except SparkEngineError as exc:
+            raise _fail(str(exc)) from None
+        spark_screen(settings, str(cases), registries, out, on, model_uri, options, register)
+        return
     configure_tracking(settings.tracking_store_uri)
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
     try:
@@ -363,6 +441,64 @@ def screen(
     if evaluate_with is not None:
         _evaluate(screener, leads, evaluate_with)
     if register:
+        _register(settings, leads)
+
+
+def spark_screen(
+    settings: Settings,
+    cases: str,
+    registries: str | None,
+    out: Path,
+    on: dt.date | None,
+    model_uri: str,
+    options: SparkOptions,
+    register: bool,
+) -> None:
+    """``screen --engine spark``: the screening on Spark, then the leads registered here."""
+    configure_tracking(settings.tracking_store_uri)
+    uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
+    try:
+        bundle, info = load_bundle(uri)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    if registries is None:
+        store = open_registries(settings)
+        try:
+            view = store.as_of(on or dt.date.today())
+        finally:
+            store.close()
+        exported = out.with_name(f"{out.name}.registries.parquet")
+        exported.parent.mkdir(parents=True, exist_ok=True)
+        registry_table(view.rows, view.snapshot_dates).to_parquet(exported, index=False)
+        registries = str(exported)
+    run_id = hashlib.sha256(f"{cases}|{registries}|{info['version']}|{on}".encode()).hexdigest()[
+        :16
+    ]
+    job = SparkJob(cases, registries, out, uri, run_id, on, options)
+    context = JoinContext(RegistryConfig.load(), DibaoTable.from_csv())
+    started = time.perf_counter()
+    try:
+        with spark_for(options) as spark:
+            result = screen_on_spark(spark, job, bundle, DepartmentRules.load(), context)
+    except SparkEngineError as exc:
+        raise _fail(str(exc)) from None
+    seconds = time.perf_counter() - started
+    typer.echo(
+        f"{result.cards} cards screened on Spark ({options.master}) by {info['name']} version "
+        f"{info['version']} in {seconds:.1f} s; {result.leads} leads → {result.leads_path}"
+        + (f" ({result.refused} cards refused → {result.errors_path})" if result.refused else "")
+    )
+    for kind, count in sorted(result.leads_by_kind.items()):
+        typer.echo(f"  {kind}: {count}")
+    if register:
+        import pyarrow.dataset as ds
+
+        leads = ds.dataset(result.leads_path, format="parquet", partitioning="hive").to_table()
+        leads = leads.set_column(
+            leads.schema.get_field_index("province_code"),
+            "province_code",
+            leads["province_code"].cast(pa.string()),
+        )
         _register(settings, leads)
 
 

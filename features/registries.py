@@ -564,3 +564,35 @@ class DibaoTable:
             line[rows] = np.where(is_rural[rows], rural_line, urban)
             used[rows] = table_years[position]
         return line, used
+
+
+# --- every department in one table (the Spark engine's input) --------------------------------
+
+REGISTRY_COLUMNS = (
+    "department",
+    "snapshot",
+    "person_key",
+    "status",
+    "valid_from",
+    "valid_to",
+    "attributes",
+)
+"""The registries table the Spark engine reads: every department's snapshot rows in one table
+(``aidrec registries export`` writes it from the registry store; ``snapshot`` is the ISO date
+of the extract, ``attributes`` the kind's columns as JSON, as the store keeps them)."""
+
+
+def registry_table(rows: Mapping[str, pd.DataFrame], snapshots: Mapping[str, str]) -> pd.DataFrame:
+    """Every department's canonical rows in one table with ``department`` and ``snapshot``.
+
+    The shape :func:`join_on_spark` reads (:data:`REGISTRY_COLUMNS`); ``aidrec registries
+    export`` writes the registry store's current snapshots in it.
+    """
+    parts = [
+        frame.assign(department=department, snapshot=snapshots[department])
+        for department, frame in rows.items()
+        if department in snapshots
+    ]
+    if not parts:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in REGISTRY_COLUMNS})
+    return pd.concat(parts, ignore_index=True)[list(REGISTRY_COLUMNS)].astype(object)

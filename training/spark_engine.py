@@ -13,6 +13,7 @@ that runs this module (``PYSPARK_PYTHON``), which on a cluster must hold the sam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -44,6 +45,7 @@ from features.department_rules import (
 )
 from features.registries import (
     JOINED_FIELDS,
+    REGISTRY_COLUMNS,
     DibaoTable,
     RegistryConfig,
     card_dates,
@@ -124,6 +126,20 @@ def spark_session(options: SparkOptions) -> SparkSession:
     return spark
 
 
+@contextlib.contextmanager
+def spark_for(options: SparkOptions) -> Iterator[SparkSession]:
+    """A session for one job, stopped afterwards unless it was already running (a notebook's)."""
+    from pyspark.sql import SparkSession
+
+    running = SparkSession.getActiveSession()
+    spark = spark_session(options)
+    try:
+        yield spark
+    finally:
+        if running is None:
+            spark.stop()
+
+
 def read_source(spark: SparkSession, source: str) -> DataFrame:
     """A path (Parquet file or directory, CSV) or, failing that, a table of the catalogue."""
     path = Path(source)
@@ -189,18 +205,6 @@ def _output(name: str) -> Column:
 
 # --- the registries, joined as of each card's date ---------------------------------------------
 
-REGISTRY_COLUMNS = (
-    "department",
-    "snapshot",
-    "person_key",
-    "status",
-    "valid_from",
-    "valid_to",
-    "attributes",
-)
-"""The registries table the Spark engine reads: every department's snapshot rows in one table
-(``aidrec registries export`` writes it from the registry store; ``snapshot`` is the ISO date
-of the extract, ``attributes`` the kind's columns as JSON, as the store keeps them)."""
 ROW = "_card_row"
 DATE = "_card_date"
 MATCHED = "_registry_rows"
@@ -420,22 +424,6 @@ def fires(node: Condition, column: Callable[[str], Column], numeric: set[str]) -
     from pyspark.sql import functions as F
 
     return F.coalesce(spark_condition(node, column, numeric), F.lit(False))
-
-
-def registry_table(rows: Mapping[str, pd.DataFrame], snapshots: Mapping[str, str]) -> pd.DataFrame:
-    """Every department's canonical rows in one table with ``department`` and ``snapshot``.
-
-    The shape :func:`join_on_spark` reads (:data:`REGISTRY_COLUMNS`); ``aidrec registries
-    export`` writes the registry store's current snapshots in it.
-    """
-    parts = [
-        frame.assign(department=department, snapshot=snapshots[department])
-        for department, frame in rows.items()
-        if department in snapshots
-    ]
-    if not parts:
-        return pd.DataFrame({name: pd.Series([], dtype=object) for name in REGISTRY_COLUMNS})
-    return pd.concat(parts, ignore_index=True)[list(REGISTRY_COLUMNS)].astype(object)
 
 
 # --- the screening run ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from features.registries import (
     RegistryConfig,
     card_dates,
     join_registries,
+    registry_table,
     validate_extract,
 )
 from features.synthetic import generate_history
@@ -26,7 +27,6 @@ from training.spark_engine import (
     JoinContext,
     SparkEngineError,
     join_on_spark,
-    registry_table,
 )
 
 CONFIG = RegistryConfig.load()

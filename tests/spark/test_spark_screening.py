@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from features.department_rules import DepartmentRules
-from features.registries import DibaoTable, RegistryConfig, validate_extract
+from features.registries import DibaoTable, RegistryConfig, registry_table, validate_extract
 from features.synthetic import generate_history
 from features.synthetic_registries import case_cards, generate_registries, registry_date
 from features.tables import write_table
@@ -24,7 +24,6 @@ from training.spark_engine import (
     JoinContext,
     SparkJob,
     SparkOptions,
-    registry_table,
     screen_on_spark,
 )
 
