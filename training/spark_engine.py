@@ -480,7 +480,10 @@ def screen_on_spark(
     cards = read_source(spark, job.cards)
     registries = read_source(spark, job.registries)
     joined, snapshots = join_on_spark(cards, registries, job.as_of, context)
-    scored = score(joined, job.model_uri, job.options).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = score(joined, job.model_uri, job.options)
+    scored = scored.withColumns(
+        {_rounded_name(t): _rounded(F.col(f"p_{t}")) for t in bundle.lead_thresholds}
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         valid = scored.where(F.col("error").isNull())
         parts = [
@@ -531,6 +534,10 @@ def _round6() -> Any:
         return values.round(6)
 
     return round6
+
+
+def _rounded_name(target: str) -> str:
+    return f"_p_{target}_6"
 
 
 def _rounded(column: Column) -> Column:
@@ -584,8 +591,8 @@ def _model_leads(
         "case_id",
         F.lit(target).alias("kind"),
         F.lit(MODEL_KINDS_ZH.get(target, target)).alias("kind_zh"),
-        _rounded(probability).alias("score"),
-        _rounded(probability).alias("priority"),
+        F.col(_rounded_name(target)).alias("score"),
+        F.col(_rounded_name(target)).alias("priority"),
         *_common(),
         reasons.alias("reasons"),
         F.coalesce(F.col("registry_sources"), F.lit("[]")).alias("sources"),
@@ -626,7 +633,7 @@ def _rule_leads(
         F.lit(rule.kind).alias("kind"),
         F.lit(f"{DEPARTMENT_FAILURE_ZH}：{rule.zh}").alias("kind_zh"),
         F.lit(None).cast("double").alias("score"),
-        _rounded(F.col("p_judicial_aid")).alias("priority"),
+        F.col(_rounded_name("judicial_aid")).alias("priority"),
         *_common(),
         reasons.alias("reasons"),
         F.lit(sources).alias("sources"),
