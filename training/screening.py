@@ -56,6 +56,10 @@ MODEL_KINDS_ZH = {
 }
 DEPARTMENT_FAILURE = "department_failure"
 DEPARTMENT_FAILURE_ZH = "部门履职线索"
+CASE_SYSTEM_SOURCE = "case_system"
+"""The case card as a source (the same name the lead register gives a live answer's card)."""
+CASE_CARD_ZH = "办案系统填报"
+DIBAO_STANDARDS_ZH = "各省低保标准表"
 LEAD_COLUMNS = (
     "case_id",
     "kind",
@@ -207,7 +211,12 @@ class Screener:
             if not len(rows):
                 continue
             rule_sources: list[dict[str, Any]] = [
-                {"department": d, "snapshot": snapshots[d], "field": _FIELD_OF.get(d, d)}
+                {
+                    "department": d,
+                    "department_zh": self.registry_config.departments[d].zh,
+                    "snapshot": snapshots[d],
+                    "field": _FIELD_OF.get(d, d),
+                }
                 for d in rule.departments
                 if d in snapshots
             ]
@@ -215,13 +224,20 @@ class Screener:
                 rule_sources.append(
                     {
                         "department": "dibao_standards",
-                        "snapshot": self.dibao.version,
+                        "department_zh": DIBAO_STANDARDS_ZH,
+                        "snapshot": None,
                         "field": "dibao_standard_yuan",
+                        "version": self.dibao.version,
                     }
                 )
             card_fields = [f for f in rule.facts if f in cards.columns]
             rule_sources.append(
-                {"department": "case_card", "snapshot": None, "field": ", ".join(card_fields)}
+                {
+                    "department": CASE_SYSTEM_SOURCE,
+                    "department_zh": CASE_CARD_ZH,
+                    "snapshot": None,
+                    "field": ", ".join(card_fields),
+                }
             )
             reasons = [
                 json.dumps(

@@ -248,8 +248,18 @@ def test_join_keeps_card_and_registry_side_by_side_with_sources() -> None:
     assert joined.loc[0, "registry_flags"] == "veteran_family"
     assert joined.loc[0, "registry_flags_source"] == "veteran_family@2024-12-31"
     assert json.loads(joined.loc[0, "registry_sources"]) == [
-        {"department": "dibao", "snapshot": "2024-12-31", "field": "low_income_status"},
-        {"department": "veteran_family", "snapshot": "2024-12-31", "field": "registry_flags"},
+        {
+            "department": "dibao",
+            "department_zh": "最低生活保障（低保）",
+            "snapshot": "2024-12-31",
+            "field": "low_income_status",
+        },
+        {
+            "department": "veteran_family",
+            "department_zh": "退役军人及其家庭（退役军人事务局）",
+            "snapshot": "2024-12-31",
+            "field": "registry_flags",
+        },
     ]
     # no person key: nothing known from registries, the card's values stay
     assert np.isnan(joined.loc[3, "registry_dibao"])
