@@ -45,7 +45,7 @@ from features.registries import (
     card_dates,
     join_registries,
 )
-from features.rules import EligibilityStatus
+from features.rules import RULE_BY_ID, EligibilityStatus
 from features.tables import iter_table_chunks, table_format
 from training.bundle import ModelBundle
 
@@ -300,7 +300,10 @@ class Screener:
         self, scores: Any, target: str, rows: np.ndarray, threshold: float
     ) -> list[str]:
         status = scores.rules.status[rows]
-        hits = [scores.rules.rule_ids(int(i)) for i in rows]
+        hits = [
+            [{"id": rule_id, "zh": _rule_zh(rule_id)} for rule_id in scores.rules.rule_ids(int(i))]
+            for i in rows
+        ]
         top: list[list[dict[str, Any]]] = [[] for _ in rows]
         if self.top_reasons > 0:
             found = self.bundle.contributions(target, scores.matrix[rows])
@@ -318,7 +321,7 @@ class Screener:
                             "value": self.bundle.decode(
                                 feature, float(scores.matrix[i, found.columns[j]])
                             ),
-                            "log_odds": round(phi, 4),
+                            "contribution": round(phi, 4),
                         }
                     )
         probability = scores.lead_probability[target][rows]
@@ -329,12 +332,18 @@ class Screener:
                     "threshold": round(float(threshold), 4),
                     "eligibility_status": str(s),
                     "rule_hits": h,
-                    "top_contributions": t,
+                    "top": t,
+                    "contribution_unit": "log-odds",
                 },
                 ensure_ascii=False,
             )
             for p, s, h, t in zip(probability, status, hits, top, strict=True)
         ]
+
+
+def _rule_zh(rule_id: str) -> str:
+    rule = RULE_BY_ID.get(rule_id)
+    return rule.zh if rule is not None else rule_id
 
 
 _FIELD_OF = {

@@ -94,7 +94,8 @@ def test_every_lead_names_its_sources_and_reasons(
     model = leads.loc[leads["kind"] == "judicial_aid"]
     first = json.loads(model["reasons"].iloc[0])
     assert first["probability"] >= first["threshold"]
-    assert first["top_contributions"] and first["top_contributions"][0]["log_odds"] > 0
+    assert first["top"] and first["top"][0]["contribution"] > 0
+    assert all(hit["zh"] for hit in first["rule_hits"])
 
 
 def test_the_registry_overrules_the_card_in_the_rules(
