@@ -108,7 +108,15 @@ BATCH = 500
 
 
 class LeadError(ValueError):
-    """A candidate or a transition that is refused; the message names the field and rule."""
+    """A candidate or a transition that is refused; the message names the field and rule.
+
+    Messages start with the field they are about (``"reason: ..."``).
+    """
+
+    @property
+    def field(self) -> str:
+        """The field the message names first."""
+        return str(self).split(":", 1)[0].split(" ", 1)[0]
 
 
 class TransitionRefused(LeadError):
@@ -376,19 +384,25 @@ class LeadStore:
     def __init__(
         self,
         audit: AuditStore,
-        deadlines: LeadDeadlines | None = None,
+        deadlines: LeadDeadlines | Callable[[], LeadDeadlines] | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
         batch_size: int = BATCH,
     ) -> None:
         self.audit = audit
         self.engine = audit.engine
-        self.deadlines = deadlines or LeadDeadlines()
+        self._deadlines = deadlines or LeadDeadlines()
         self.clock = clock
         self.batch_size = batch_size
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot open the lead register: {exc}") from exc
+
+    @property
+    def deadlines(self) -> LeadDeadlines:
+        """The deadlines in force (the serving model's policy when given as a callable)."""
+        found = self._deadlines
+        return found if isinstance(found, LeadDeadlines) else found()
 
     # registration -------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def test_registration_is_idempotent_and_refreshes_only_new_leads(store: LeadStor
 
 
 def test_a_bad_candidate_is_refused_before_its_batch_is_written(store: LeadStore) -> None:
-    with pytest.raises(LeadError, match="candidate 1 .*kind 'aid'"):
+    with pytest.raises(LeadError, match=r"candidate 1 .*kind 'aid'"):
         store.register([candidate("C1"), candidate("C2", kind="aid")])
     assert store.search(LeadQuery())[1] == 0
     with pytest.raises(LeadError, match="province_code"):
