@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from aidrec.cli import app
 from serving.audit import AuditError
 from serving.lead_schemas import LeadOut, LeadPage
 from serving.scopes import Scope
@@ -142,18 +144,30 @@ def test_a_failing_register_never_withholds_the_answer(
     def broken(*_: Any, **__: Any) -> Any:
         raise AuditError("the lead register is down")
 
-    monkeypatch.setattr(state.leads, "register", broken)
-    before = state.metrics.lead_register_failures._value.get()
-    item = next(
-        i for i in scored["items"] if any(i["record"]["case_id"] == c for c, _ in scored["flagged"])
-    )
-    answer = api["client"].post("/v1/score", json=item, headers=headers(api, "case_system"))
-    assert answer.status_code == 200
-    assert state.metrics.lead_register_failures._value.get() == before + 1
+    with monkeypatch.context() as patch:
+        patch.setattr(state.leads, "register", broken)
+        before = state.metrics.lead_register_failures._value.get()
+        case_id, kind = sorted(scored["flagged"])[0]
+        item = next(i for i in scored["items"] if i["record"]["case_id"] == case_id)
+        item = {"record": {**item["record"], "case_id": "LEAD-SYNC-1"}}
+        answer = api["client"].post("/v1/score", json=item, headers=headers(api, "case_system"))
+        assert answer.status_code == 200
+        assert state.metrics.lead_register_failures._value.get() == before + 1
     stored = api["client"].get(
         f"/v1/predictions/{answer.json()['prediction_id']}", headers=headers(api, "reviewer")
     )
     assert stored.status_code == 200
+    assert _leads(api, case_id="LEAD-SYNC-1").total == 0
+    settings = api["settings"]
+    monkeypatch.setenv("AIDREC_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("AIDREC_AUDIT_URL", settings.audit_database_url)
+    synced = CliRunner().invoke(app, ["leads", "sync"])
+    assert synced.exit_code == 0, synced.output
+    found = _leads(api, case_id="LEAD-SYNC-1", kind=kind)
+    assert found.total == 1
+    assert found.items[0].origin == f"answer:{answer.json()['prediction_id']}"
+    again = CliRunner().invoke(app, ["leads", "sync"])
+    assert "0 registered" in again.output
 
 
 def test_the_openapi_documents_the_register(api: dict[str, Any]) -> None:
