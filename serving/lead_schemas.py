@@ -180,5 +180,8 @@ class LeadReport(BaseModel):
     by_kind: dict[str, int]
     by_status: dict[str, int]
     by_department: dict[str, int]
+    by_queue: dict[str, dict[str, int]] = Field(
+        description="the queues: each kind (department_failure: every rule) by status"
+    )
     overdue: dict[str, int]
     deadlines: dict[str, int]

@@ -781,18 +781,22 @@ class LeadStore:
                     leads.c.transferred_at,
                 ).where(where)
             ).all()
-        now = self.clock()
+        now, deadlines = self.clock(), self.deadlines
         by_kind: dict[str, int] = {}
+        by_queue: dict[str, dict[str, int]] = {
+            family: {s: 0 for s in STATUSES} for family in (*MODEL_KINDS, DEPARTMENT_FAILURE)
+        }
         by_status: dict[str, int] = {s: 0 for s in STATUSES}
         by_department: dict[str, int] = {}
         overdue: dict[str, int] = {OVERDUE_TRANSFER: 0, OVERDUE_FEEDBACK: 0}
         for row in rows:
             by_kind[row.kind] = by_kind.get(row.kind, 0) + 1
             by_status[row.status] = by_status.get(row.status, 0) + 1
+            by_queue[kind_family(row.kind)][row.status] += 1
             if row.department:
                 by_department[row.department] = by_department.get(row.department, 0) + 1
             late, _ = overdue_state(
-                row.status, row.discovered_at, row.transferred_at, self.deadlines, now
+                row.status, row.discovered_at, row.transferred_at, deadlines, now
             )
             if late:
                 overdue[late] += 1
@@ -803,10 +807,11 @@ class LeadStore:
             "by_kind": dict(sorted(by_kind.items())),
             "by_status": by_status,
             "by_department": dict(sorted(by_department.items())),
+            "by_queue": by_queue,
             "overdue": overdue,
             "deadlines": {
-                "transfer_days": self.deadlines.transfer_days,
-                "feedback_days": self.deadlines.feedback_days,
+                "transfer_days": deadlines.transfer_days,
+                "feedback_days": deadlines.feedback_days,
             },
         }
 
