@@ -57,6 +57,13 @@ ACTION_ZH = {
     "assigned": "指定承办人",
     "reopened": "重新打开",
 }
+REASON_ZH = {
+    "probability": ("模型概率", formats.percent),
+    "threshold": ("标记阈值", formats.percent),
+    "reference_amount_yuan": ("参考金额", formats.yuan),
+    "ceiling_yuan": ("法定救助上限", formats.yuan),
+}
+"""The plain facts a lead's reasons may carry: their Chinese name and how they are shown."""
 FILTER_HINTS_ZH = {
     "kind": "不是可选的线索类型",
     "status": "不是可选的状态",
@@ -183,7 +190,11 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
         ],
         "rule_hits": hits,
         "facts": facts if isinstance(facts, Mapping) else {},
-        "other": {k: v for k, v in reasons.items() if not isinstance(v, dict | list)},
+        "other": [
+            (REASON_ZH[k][0], REASON_ZH[k][1](v)) if k in REASON_ZH else (k, v)
+            for k, v in reasons.items()
+            if not isinstance(v, dict | list) and v is not None
+        ],
         "sources": lead.sources,
         "prediction_id": lead.origin.split(":", 1)[1]
         if lead.origin.startswith("answer:")
