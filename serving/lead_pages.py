@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from features.contract import rule_zh
+from features.contract import FIELD_BY_NAME, rule_zh
 from serving import formats, lead_service
 from serving.deps import State
 from serving.errors import ContractViolation
@@ -64,6 +64,8 @@ REASON_ZH = {
     "ceiling_yuan": ("法定救助上限", formats.yuan),
 }
 """The plain facts a lead's reasons may carry: their Chinese name and how they are shown."""
+SOURCE_ZH = {lead_service.CASE_SYSTEM_SOURCE: "办案系统填报", **DEPARTMENTS}
+"""Departments a source may name, in Chinese (a registry's own ``department_zh`` wins)."""
 FILTER_HINTS_ZH = {
     "kind": "不是可选的线索类型",
     "status": "不是可选的状态",
@@ -195,7 +197,18 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
             for k, v in reasons.items()
             if not isinstance(v, dict | list) and v is not None
         ],
-        "sources": lead.sources,
+        "sources": [
+            {
+                "department": source.get("department_zh")
+                or SOURCE_ZH.get(str(source.get("department")), source.get("department", "")),
+                "snapshot": source.get("snapshot", ""),
+                "field": FIELD_BY_NAME[source["field"]].zh
+                if source.get("field") in FIELD_BY_NAME
+                else source.get("field", ""),
+                "code": source.get("field", ""),
+            }
+            for source in lead.sources
+        ],
         "prediction_id": lead.origin.split(":", 1)[1]
         if lead.origin.startswith("answer:")
         else None,

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ANSWER_FIELDS = ("low_income_status", "disability_certificate", "registry_flags")
 """The record's fields a case system fills from other departments (an answer's 数据来源)."""
+CASE_SYSTEM_SOURCE = "case_system"
+"""The department of a fact the calling case system sent itself (no registry joined)."""
 
 
 def _store(state: ServiceState) -> LeadStore:
@@ -59,7 +61,7 @@ def answer_candidates(record: dict[str, Any], answer: dict[str, Any]) -> list[Le
     hits = answer["eligibility"]["rule_hits"]
     amount = answer["reference_amount"]
     sources = answer.get("sources") or [
-        {"department": "case_system", "snapshot": answer["created_at"][:10], "field": name}
+        {"department": CASE_SYSTEM_SOURCE, "snapshot": answer["created_at"][:10], "field": name}
         for name in ANSWER_FIELDS
         if record.get(name) not in (None, [], "")
     ]
