@@ -12,11 +12,14 @@ Its lifecycle (登记 → 流转 → 反馈 → 归档)::
     aided | referred | dismissed ──reopen (with a reason)──▶ the step it was closed from
 
 :func:`allowed_next` is the one home of these rules; a refused transition names the allowed
-ones. Every registration and every transition is appended to the audit chain (kind
-``lead``) and to ``lead_events`` in the same transaction, so a lead's history and the chain
-never disagree. The tables live in the audit store's database (SQLite or PostgreSQL).
+ones. Every registration and every transition is in the audit chain and in ``lead_events``,
+written in the same transaction, so a lead's history and the chain never disagree: a
+screening's registration and every transition are records of their own (kind ``lead``); a
+live answer's registration is covered by the answer's own record (its prediction id is the
+lead's origin and the event's ``audit_record_id``), so answers add no second chain append.
+The tables live in the audit store's database (SQLite or PostgreSQL).
 
-LeadDeadlines come from the policy (``lead_deadlines``): a ``new`` lead not transferred within
+Deadlines come from the policy (``lead_deadlines``): a ``new`` lead not transferred within
 ``transfer_days`` of its discovery, and a ``transferred`` one without feedback within
 ``feedback_days`` of its transfer, are overdue (督办). Times come from an injected clock.
 """
@@ -252,6 +255,12 @@ def allowed_next(status: str, was_verified: bool = False) -> tuple[str, ...]:
     if status in CLOSED:
         return (VERIFIED,) if was_verified else (NEW,)
     return ()
+
+
+def answer_of(origin: str) -> str | None:
+    """The prediction id of an ``answer:<prediction_id>`` origin, else None."""
+    prefix, _, prediction_id = origin.partition(":")
+    return prediction_id if prefix == "answer" and prediction_id else None
 
 
 def kind_family(kind: str) -> str:
@@ -520,18 +529,22 @@ class LeadStore:
                 )
             if row is None:
                 ids.append(lead_id)
-            record_id = str(uuid.uuid4())
-            details = {
-                "lead_id": lead_id,
-                "action": action,
-                "kind": candidate.kind,
-                "origin": candidate.origin,
-                "score": candidate.score,
-                "policy_version": candidate.policy_version,
-            }
-            entries.append(
-                _entry(record_id, actor, candidate.case_id, candidate.province_code, details)
-            )
+            answered = answer_of(candidate.origin)
+            if answered is not None:  # the answer's own record in the chain covers it
+                record_id = answered
+            else:
+                record_id = str(uuid.uuid4())
+                details = {
+                    "lead_id": lead_id,
+                    "action": action,
+                    "kind": candidate.kind,
+                    "origin": candidate.origin,
+                    "score": candidate.score,
+                    "policy_version": candidate.policy_version,
+                }
+                entries.append(
+                    _entry(record_id, actor, candidate.case_id, candidate.province_code, details)
+                )
             events.append(
                 {
                     "lead_id": lead_id,
@@ -562,6 +575,12 @@ class LeadStore:
 
         if entries:
             self.audit.append_many(entries, alongside=write)
+        elif events:
+            try:
+                with self.engine.begin() as connection:
+                    write(connection)
+            except SQLAlchemyError as exc:
+                raise AuditError(f"the lead register refused the batch: {exc}") from exc
         return RegisterSummary(len(created), len(updated), unchanged, tuple(ids))
 
     # transitions --------------------------------------------------------------------------

@@ -72,6 +72,8 @@ def test_a_live_answer_registers_exactly_its_flagged_leads(
         assert lead.score is not None and lead.score >= lead.reasons["threshold"]
         assert lead.reasons["ceiling_yuan"] > 0 and "top" in lead.reasons
         assert lead.office_code == "320106"
+    one = api["client"].get(f"/v1/leads/{lead.id}", headers=headers(api, "reviewer")).json()
+    assert one["history"][0]["audit_record_id"] in scored["flagged"].values()  # the answer's
 
 
 def test_scoring_the_same_case_again_creates_no_duplicate(

@@ -142,6 +142,25 @@ def test_every_registration_and_transition_is_in_the_chain_and_the_history(
     assert verify_chain(store.engine, store.audit.secrets).ok
 
 
+def test_a_live_answers_registration_is_covered_by_the_answers_own_record(
+    store: LeadStore,
+) -> None:
+    from sqlalchemy import func, select
+
+    from serving.audit import records
+
+    store.register([candidate("C1", origin="answer:p-1"), candidate("C2", origin="answer:p-2")])
+    store.register([candidate("C1", origin="answer:p-3", score=0.9)])
+    with store.engine.connect() as connection:
+        chained = connection.execute(
+            select(func.count()).select_from(records).where(records.c.kind == LEAD)
+        ).scalar()
+    assert chained == 0
+    lead = store.find("C1", "judicial_aid")
+    assert lead is not None and lead.origin == "answer:p-3" and lead.score == 0.9
+    assert [e.audit_record_id for e in lead.history] == ["p-1", "p-3"]
+
+
 @pytest.mark.parametrize("start", STATUSES)
 def test_each_status_allows_exactly_its_next_steps(store: LeadStore, start: str) -> None:
     allowed = set(allowed_next(start, was_verified=True))
