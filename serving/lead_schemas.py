@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.contract import PROVINCE_CODES
-from serving.leads import DEPARTMENTS, OVERDUE_ZH, STATUS_ZH, STATUSES, Lead, LeadEvent
+from serving.leads import (
+    DEPARTMENT_FAILURE,
+    DEPARTMENTS,
+    OVERDUE_ZH,
+    STATUS_ZH,
+    STATUSES,
+    Lead,
+    LeadEvent,
+    check_kind,
+)
 
 if TYPE_CHECKING:
     Status = str
@@ -50,6 +59,16 @@ class LeadFilters(BaseModel):
     def _province(cls, value: str | None) -> str | None:
         if value is not None and value not in PROVINCE_CODES:
             raise ValueError(f"{value!r} is not a province code")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        if value is None or value == DEPARTMENT_FAILURE:
+            return value
+        problem = check_kind(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

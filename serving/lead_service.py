@@ -172,7 +172,10 @@ def not_found(lead_id: str) -> HTTPException:
 
 def lead(state: ServiceState, caller: ApiKey, lead_id: str) -> LeadOut:
     """One lead with its history, or 404 (outside the caller's scope too)."""
-    found = _store(state).get(lead_id, caller.scope)
+    try:
+        found = _store(state).get(lead_id, caller.scope)
+    except AuditError as exc:
+        raise Unavailable("the lead register cannot be read (线索库不可用)", str(exc)) from exc
     if found is None:
         raise not_found(lead_id)
     return LeadOut.of(found)
@@ -202,4 +205,7 @@ def transition(state: ServiceState, caller: ApiKey, lead_id: str, body: Transiti
 
 def report(state: ServiceState, caller: ApiKey) -> LeadReport:
     """Counts by kind, status, department and overdue inside the caller's scope."""
-    return LeadReport(**_store(state).report(caller.scope))
+    try:
+        return LeadReport(**_store(state).report(caller.scope))
+    except AuditError as exc:
+        raise Unavailable("the lead register cannot be read (线索库不可用)", str(exc)) from exc

@@ -26,6 +26,7 @@ Deadlines come from the policy (``lead_deadlines``): a ``new`` lead not transfer
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -712,11 +713,20 @@ class LeadStore:
             values["reason"] = details["reason"] = reason
         return values, details, "transition"
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _reading() -> Iterator[None]:
+        """Database failures while reading become :class:`AuditError` (the service's 503)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the lead register: {type(exc).__name__}") from exc
+
     # reading ------------------------------------------------------------------------------
 
     def get(self, lead_id: str, scope: Scope = NATIONAL, history: bool = True) -> Lead | None:
         """One lead inside ``scope`` (None outside it or unknown), with its history."""
-        with self.engine.connect() as connection:
+        with self._reading(), self.engine.connect() as connection:
             row = connection.execute(
                 select(leads).where(
                     leads.c.id == lead_id, scope.where(leads.c.province_code, leads.c.office_code)
@@ -762,20 +772,26 @@ class LeadStore:
         if query.case_id:
             conditions.append(leads.c.case_id == query.case_id)
         if query.overdue is not None:
-            now = self.clock()
-            transfer = now - dt.timedelta(days=self.deadlines.transfer_days)
-            feedback = now - dt.timedelta(days=self.deadlines.feedback_days)
-            late = or_(
-                and_(leads.c.status == NEW, leads.c.discovered_at < transfer),
-                and_(leads.c.status == TRANSFERRED, leads.c.transferred_at < feedback),
-            )
+            late = or_(*self._late().values())
             conditions.append(late if query.overdue else ~late)
         return and_(*conditions)
+
+    def _late(self) -> dict[str, ColumnElement[bool]]:
+        """The SQL of each overdue reason now (the same test as :func:`overdue_state`)."""
+        now, deadlines = self.clock(), self.deadlines
+        transfer = now - dt.timedelta(days=deadlines.transfer_days)
+        feedback = now - dt.timedelta(days=deadlines.feedback_days)
+        return {
+            OVERDUE_TRANSFER: and_(leads.c.status == NEW, leads.c.discovered_at < transfer),
+            OVERDUE_FEEDBACK: and_(
+                leads.c.status == TRANSFERRED, leads.c.transferred_at < feedback
+            ),
+        }
 
     def search(self, query: LeadQuery, limit: int = 50, offset: int = 0) -> tuple[list[Lead], int]:
         """A page of leads matching ``query`` (overdue first, then newest) and the total."""
         where = self._where(query)
-        with self.engine.connect() as connection:
+        with self._reading(), self.engine.connect() as connection:
             total = connection.execute(select(func.count()).select_from(leads).where(where))
             rows = connection.execute(
                 select(leads)
@@ -790,39 +806,39 @@ class LeadStore:
     def report(self, scope: Scope = NATIONAL) -> dict[str, Any]:
         """Counts by kind, status, department and overdue (``aidrec leads report``)."""
         where = self._where(LeadQuery(scope=scope))
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    leads.c.kind,
-                    leads.c.status,
-                    leads.c.department,
-                    leads.c.discovered_at,
-                    leads.c.transferred_at,
-                ).where(where)
-            ).all()
         now, deadlines = self.clock(), self.deadlines
+        count = func.count().label("n")
+        with self._reading(), self.engine.connect() as connection:
+            groups = connection.execute(
+                select(leads.c.kind, leads.c.status, leads.c.department, count)
+                .where(where)
+                .group_by(leads.c.kind, leads.c.status, leads.c.department)
+            ).all()
+            overdue = {
+                reason: int(
+                    connection.execute(
+                        select(func.count()).select_from(leads).where(where, late)
+                    ).scalar()
+                    or 0
+                )
+                for reason, late in self._late().items()
+            }
         by_kind: dict[str, int] = {}
         by_queue: dict[str, dict[str, int]] = {
             family: {s: 0 for s in STATUSES} for family in (*MODEL_KINDS, DEPARTMENT_FAILURE)
         }
         by_status: dict[str, int] = {s: 0 for s in STATUSES}
         by_department: dict[str, int] = {}
-        overdue: dict[str, int] = {OVERDUE_TRANSFER: 0, OVERDUE_FEEDBACK: 0}
-        for row in rows:
-            by_kind[row.kind] = by_kind.get(row.kind, 0) + 1
-            by_status[row.status] = by_status.get(row.status, 0) + 1
-            by_queue[kind_family(row.kind)][row.status] += 1
+        for row in groups:
+            by_kind[row.kind] = by_kind.get(row.kind, 0) + row.n
+            by_status[row.status] = by_status.get(row.status, 0) + row.n
+            by_queue[kind_family(row.kind)][row.status] += row.n
             if row.department:
-                by_department[row.department] = by_department.get(row.department, 0) + 1
-            late, _ = overdue_state(
-                row.status, row.discovered_at, row.transferred_at, deadlines, now
-            )
-            if late:
-                overdue[late] += 1
+                by_department[row.department] = by_department.get(row.department, 0) + row.n
         return {
             "as_of": now.isoformat(timespec="seconds"),
             "scope": str(scope),
-            "total": len(rows),
+            "total": sum(row.n for row in groups),
             "by_kind": dict(sorted(by_kind.items())),
             "by_status": by_status,
             "by_department": dict(sorted(by_department.items())),

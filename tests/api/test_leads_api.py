@@ -134,6 +134,8 @@ def test_leads_outside_the_scope_or_role_are_refused(
     assert listed.json()["total"] == 0
     assert client.get("/v1/leads", headers=headers(api, "case_system")).status_code == 403
     assert client.get("/v1/leads/no-such-lead", headers=headers(api, "reviewer")).status_code == 404
+    unknown = client.get("/v1/leads", params={"kind": "aid"}, headers={HEADER: beijing})
+    assert unknown.status_code == 422 and "kind" in unknown.text
     report = client.get("/v1/leads/report", headers={HEADER: beijing}).json()
     assert report["total"] == 0 and report["scope"] == "11"
 
