@@ -61,6 +61,7 @@ class NavItem:
 
 NAV: tuple[NavItem, ...] = (
     NavItem("predictions", f"{PREFIX}/predictions", "评分记录"),
+    NavItem("leads", f"{PREFIX}/leads", "线索管理"),
     NavItem("model", f"{PREFIX}/model", "模型"),
 )
 
@@ -769,8 +770,11 @@ def install(app: FastAPI) -> None:
     The HTTP error handler replaces :func:`serving.errors.http_handler`, which it calls for
     every path outside /ui (the API's answers are unchanged).
     """
+    from serving.lead_pages import router as lead_router  # it builds on this module
+
     app.include_router(home)
     app.include_router(router)
+    app.include_router(lead_router)
     app.mount(
         f"{PREFIX}/static",
         StaticFiles(directory=Path(__file__).with_name("static"), check_dir=False),
