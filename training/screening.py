@@ -230,15 +230,19 @@ class Screener:
                         "version": self.dibao.version,
                     }
                 )
-            card_fields = [f for f in rule.facts if f in cards.columns]
-            rule_sources.append(
-                {
-                    "department": CASE_SYSTEM_SOURCE,
-                    "department_zh": CASE_CARD_ZH,
-                    "snapshot": None,
-                    "field": ", ".join(card_fields),
-                }
-            )
+            card_fields = [f for f in rule.facts if f in cards.columns and f not in JOINED_FIELDS]
+            rule_sources += [_card_source(name) for name in card_fields]
+            merged = [f for f in rule.facts if f in JOINED_FIELDS]
+            from_card = {  # a merged value came from the card where the registry knew nothing
+                name: pd.isna(joined[f"{name}_registry"].to_numpy(dtype=object)) for name in merged
+            }
+            row_sources = [
+                json.dumps(
+                    rule_sources + [_card_source(n) for n in merged if from_card[n][i]],
+                    ensure_ascii=False,
+                )
+                for i in rows
+            ]
             reasons = [
                 json.dumps(
                     {
@@ -252,7 +256,6 @@ class Screener:
                 )
                 for shown in hit_facts(rule, facts, rows)
             ]
-            text = json.dumps(rule_sources, ensure_ascii=False)
             parts.append(
                 self._part(
                     cards,
@@ -263,7 +266,7 @@ class Screener:
                     np.full(len(rows), np.nan),
                     p_aid[rows],
                     reasons,
-                    [text] * len(rows),
+                    row_sources,
                 )
             )
             self._count(rule.kind, len(rows))
@@ -339,6 +342,16 @@ class Screener:
             )
             for p, s, h, t in zip(probability, status, hits, top, strict=True)
         ]
+
+
+def _card_source(name: str) -> dict[str, Any]:
+    """A fact the case card itself gave (数据来源: 办案系统填报)."""
+    return {
+        "department": CASE_SYSTEM_SOURCE,
+        "department_zh": CASE_CARD_ZH,
+        "snapshot": None,
+        "field": name,
+    }
 
 
 def _rule_zh(rule_id: str) -> str:

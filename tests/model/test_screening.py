@@ -90,6 +90,10 @@ def test_every_lead_names_its_sources_and_reasons(
             s["snapshot"] == "2025-12-31" for s in sources if s["department"] in CONFIG.departments
         )
         assert set(reasons["facts"]) == set(rule.facts)
+        from_card = {s["field"] for s in sources if s["department"] == "case_system"}
+        assert from_card <= set(rule.facts)
+        if rule.id == "disability_without_certificate":  # 残联's registry knew every key
+            assert from_card == {"disability_grade"}
         assert np.isnan(row.score) and 0 <= row.priority <= 1
     model = leads.loc[leads["kind"] == "judicial_aid"]
     first = json.loads(model["reasons"].iloc[0])
