@@ -93,7 +93,11 @@ class RegistrySnapshot:
 
 @dataclass
 class Screener:
-    """Everything a screening run needs, fixed for the run; :meth:`screen` is pure per chunk.
+    """Everything a screening run needs, fixed for the run.
+
+    :meth:`screen` depends only on its chunk and these settings (it adds to ``counts``, and
+    to ``card_scores`` when asked), so chunks may be screened in any order or in parallel
+    processes (e.g. a Spark ``mapInPandas``) with the same leads.
 
     Attributes:
         bundle: the champion.
@@ -174,7 +178,7 @@ class Screener:
                     }
                 )
             )
-        sources = joined["registry_sources"].to_numpy(dtype=object)
+        sources = self._model_sources(joined, scores.lead_flagged)
         common = {
             "person_key": cards["person_key"].to_numpy(dtype=object),
             "province_code": cards["province_code"].to_numpy(dtype=object),
@@ -200,7 +204,7 @@ class Screener:
                     probability,
                     probability,
                     reasons,
-                    [s if s is not None else "[]" for s in sources[rows]],
+                    [sources[int(i)] for i in rows],
                 )
             )
             self._count(target, len(rows))
@@ -271,6 +275,27 @@ class Screener:
             )
             self._count(rule.kind, len(rows))
         return pd.concat(parts, ignore_index=True) if parts else empty_leads()
+
+    @staticmethod
+    def _model_sources(joined: pd.DataFrame, flagged: Mapping[str, np.ndarray]) -> dict[int, str]:
+        """数据来源 of each card with a model lead.
+
+        The registries holding the person, and the case card for every joined field it gave
+        where no registry knew.
+        """
+        rows = np.flatnonzero(np.logical_or.reduce(list(flagged.values())))
+        held = joined["registry_sources"].to_numpy(dtype=object)
+        from_card = {
+            name: pd.isna(joined[f"{name}_registry"].to_numpy(dtype=object))
+            & pd.notna(joined[f"{name}_card"].to_numpy(dtype=object))
+            for name in JOINED_FIELDS
+        }
+        out: dict[int, str] = {}
+        for i in rows.tolist():
+            listed = json.loads(held[i]) if isinstance(held[i], str) else []
+            listed += [_card_source(name) for name in JOINED_FIELDS if from_card[name][i]]
+            out[i] = json.dumps(listed, ensure_ascii=False)
+        return out
 
     def _part(
         self,
