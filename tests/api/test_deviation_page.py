@@ -7,6 +7,7 @@ province 63 (two of city 6301, one of 6302), one of 62 and some without an offic
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from serving import formats
 from serving.guards import CONTENT_SECURITY_POLICY
 from serving.scopes import Scope
 from serving.security import HEADER
@@ -27,6 +29,7 @@ ROW = re.compile(r'<tr(?: class="flag-(\w+)")? data-group="([^"]*)">')
 GROUP_LINK = re.compile(r'<th scope="row"[^>]*><a href="([^"]+)">')
 ANSWER_LINK = re.compile(r'href="/ui/predictions/([0-9a-f-]{8,})"')
 TOTAL = re.compile(r"共 ([\d,]+) 条")
+COUNT = re.compile(r'data-group="([^"]*)">.*?<td data-label="案件数" class="num">([\d,]+)', re.S)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +111,7 @@ def test_a_key_sees_only_the_groups_and_answers_of_its_scope(
     page = client.get("/ui/deviation", params={"group_by": "office", "min_cases": "1"})
     assert page.status_code == 200, page.text
     shown = set(rows_of(page.text))
+    counts = dict(COUNT.findall(page.text))
     mine = {o for o in OFFICES if o and scope.covers(o[:2], o)}
     assert mine <= shown
     assert all(scope.covers(o[:2], o) for o in shown if o)
@@ -132,12 +136,7 @@ def test_a_key_sees_only_the_groups_and_answers_of_its_scope(
         assert listed.status_code == 200, link
         group = re.search(r"office_code=(\d{6})", link)
         assert group and scope.covers(group.group(1)[:2], group.group(1))
-        count = re.search(
-            rf'data-group="{group.group(1)}">.*?<td data-label="案件数" class="num">([\d,]+)',
-            page.text,
-            re.S,
-        )
-        assert count and total_of(listed.text) == int(count.group(1).replace(",", ""))
+        assert total_of(listed.text) == int(counts[group.group(1)].replace(",", ""))
     # a query parameter narrows the scope, never widens it
     for params in ({"province_code": "62"}, {"office_code": "620102"}):
         narrowed = client.get("/ui/deviation", params=params)
@@ -151,10 +150,22 @@ def test_flagged_groups_are_the_reports_and_the_stingy_office_drills_down_to_its
     api: dict[str, Any], answers: dict[str, Any]
 ) -> None:
     client = signed_in(api)
-    params = {"group_by": "office", "province_code": "63", "min_cases": "1"}
+    today = dt.datetime.now(formats.BEIJING).date()
+    params = {
+        "group_by": "office",
+        "province_code": "63",
+        "min_cases": "1",
+        "from": str(today - dt.timedelta(days=1)),
+        "to": str(today),
+    }
     page = client.get("/ui/deviation", params=params)
     assert page.status_code == 200
-    report = api_report(api, headers(api, "reviewer")[HEADER], **params)
+    since = dt.datetime.combine(today - dt.timedelta(days=1), dt.time(), formats.BEIJING)
+    report = api_report(
+        api,
+        headers(api, "reviewer")[HEADER],
+        **{**params, "from": since.isoformat(), "to": (since + dt.timedelta(days=2)).isoformat()},
+    )
     rows = rows_of(page.text)
     assert rows == {g["group"]: g["flag"] or "" for g in report["groups"]}
     assert rows[STINGY_OFFICE] == "stingy"
@@ -163,6 +174,7 @@ def test_flagged_groups_are_the_reports_and_the_stingy_office_drills_down_to_its
     assert page.text.count('class="chart"') == 2  # the wide and the narrow drawing
     assert f"{STINGY_OFFICE} 7 件，中位数" in page.text
     link = next(link for link in group_links(page.text) if f"office_code={STINGY_OFFICE}" in link)
+    assert f"from={params['from']}" in link and f"to={params['to']}" in link
     listed = client.get(link)
     assert listed.status_code == 200
     stingy = [a for a in answers["answers"] if a["office_code"] == STINGY_OFFICE]
@@ -181,11 +193,7 @@ def test_every_grouping_drills_down_to_exactly_its_groups_answers(
     client = as_key(api, answers["keys"]["province"])
     page = client.get("/ui/deviation", params={"group_by": group_by})
     assert page.status_code == 200
-    counts = dict(
-        re.findall(
-            r'data-group="([^"]*)">.*?<td data-label="案件数" class="num">([\d,]+)', page.text, re.S
-        )
-    )
+    counts = dict(COUNT.findall(page.text))
     links = group_links(page.text)
     assert links and len(links) == len([g for g in counts if g])
     assert sum(int(c.replace(",", "")) for c in counts.values()) == len(
