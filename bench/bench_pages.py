@@ -107,11 +107,17 @@ def main() -> None:
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the model did not load"
             time.sleep(0.5)
-        scored = client.post(
-            "/v1/score/batch", json={"items": items}, headers={HEADER: keys["case_system"]}
-        )
-        assert scored.status_code == 200 and scored.json()["scored"] == 300, scored.text[:300]
-        pid = scored.json()["results"][0]["result"]["prediction_id"]
+        pids = []
+        for start in range(0, len(items), 100):  # within the service's batch limit
+            scored = client.post(
+                "/v1/score/batch",
+                json={"items": items[start : start + 100]},
+                headers={HEADER: keys["case_system"]},
+            )
+            assert scored.status_code == 200 and scored.json()["refused"] == 0, scored.text[:300]
+            pids += [r["result"]["prediction_id"] for r in scored.json()["results"]]
+        assert len(pids) == 300
+        pid = pids[0]
         reviewer = {HEADER: keys["reviewer"]}
         form = client.get("/ui/login").text
         token = re.search(rf'name="{CSRF_FIELD}" value="([^"]+)"', form)
