@@ -269,3 +269,26 @@ def test_the_list_shows_and_filters_by_aid_grade_and_the_drill_down_fields(
     ):
         bad = client.get("/ui/predictions", params=params)
         assert bad.status_code == 422 and f'id="{field}_error"' in bad.text, (params, bad.text)
+
+
+def test_the_report_and_the_page_narrow_to_an_aid_grade(
+    api: dict[str, Any], answers: dict[str, Any]
+) -> None:
+    key = headers(api, "reviewer")[HEADER]
+    mine = [a for a in answers["answers"] if a["province_code"] == "63"]
+    client = signed_in(api)
+    for grade in sorted({a["aid_grade"]["grade"] for a in mine}):
+        expected = [a for a in mine if a["aid_grade"]["grade"] == grade]
+        report = api_report(api, key, province_code="63", aid_grade=grade, group_by="office")
+        assert report["overall"]["count"] == len(expected) < len(mine)
+        for group in report["groups"]:
+            if group["answers"] is not None:
+                assert group["answers"]["aid_grade"] == grade
+        page = client.get("/ui/deviation", params={"province_code": "63", "aid_grade": str(grade)})
+        assert f'<dd id="overall-count">{len(expected)}</dd>' in page.text
+        for link in group_links(page.text):
+            assert f"aid_grade={grade}" in link
+            office = re.search(r"office_code=(\d{6})", link)
+            assert office
+            listed = [a for a in expected if a["office_code"] == office.group(1)]
+            assert total_of(client.get(link).text) == len(listed)
