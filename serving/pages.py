@@ -305,7 +305,7 @@ FILTER_HINTS_ZH = {
     "limit": "每页条数应在 1 到 200 之间",
     "page": "页码超出范围",
     "aid_grade": "不是可选的救助等级",
-    "decision_year": "决定年度应为 2014 至 2035 年之间的年份",
+    "decision_year": "决定年度应为可选范围内的四位年份",
     "crime_type": "不是可选的案由",
     "harm_outcome": "不是可选的损害后果",
 }

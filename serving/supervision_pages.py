@@ -50,8 +50,8 @@ FORM_NAMES = ("group_by", "province_code", "office_code", "aid_grade", "toleranc
 DEVIATION_HINTS_ZH = {
     **FILTER_HINTS_ZH,
     "group_by": "不是可选的分组方式（" + "、".join(GROUP_BY_ZH.values()) + "）",
-    "tolerance": "偏离容差应为大于 0、不超过 10 的数，如 0.25",
-    "min_cases": "标记所需最少案件数应为 1 到 100000 之间的整数",
+    "tolerance": "偏离容差应为可选范围内的正数，如 0.25",
+    "min_cases": "标记所需最少案件数应为可选范围内的正整数",
 }
 OFFICE_OUTSIDE_PROVINCE_ZH = (
     "检察院代码的前两位应与所选省份代码一致（office_code 与 province_code 不符）"
