@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -427,13 +427,6 @@ def rank_leads(leads: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- registering -----------------------------------------------------------------------------
-
-
-class LeadSink(Protocol):
-    """The lead register's side of a run: ``register`` is idempotent on (case_id, kind)."""
-
-    def register(self, candidates: Iterable[Any]) -> Any:
-        """Create new leads, update still-new ones, leave the rest."""
 
 
 def lead_candidates(leads: pd.DataFrame) -> Iterator[dict[str, Any]]:
