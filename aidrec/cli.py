@@ -17,6 +17,7 @@ from features.synthetic import generate_history
 from features.tables import read_table, write_table
 from features.wages import WageTable
 from serving import cli as serving_cli
+from serving import lead_cli
 from training import cli as training_cli
 from training import supervision_cli
 from training.registry import CHAMPION, configure_tracking, version_for
@@ -56,6 +57,7 @@ app.command()(serving_cli.serve)
 app.command("export-reviews")(serving_cli.export_reviews)
 app.add_typer(serving_cli.audit_app, name="audit")
 app.add_typer(serving_cli.keys_app, name="keys")
+app.add_typer(lead_cli.leads_app, name="leads")
 app.add_typer(supervision_cli.report_app, name="report")
 app.add_typer(supervision_cli.policy_app, name="policy")
 app.command()(screening_cli.pseudonymise)

@@ -475,11 +475,11 @@ def spark_screen(
         :16
     ]
     job = SparkJob(cases, registries, out, uri, run_id, on, options)
-    context = JoinContext(RegistryConfig.load(), DibaoTable.from_csv())
+    context = JoinContext(RegistryConfig.load(), DibaoTable.from_csv(), DepartmentRules.load())
     started = time.perf_counter()
     try:
         with spark_for(options) as spark:
-            result = screen_on_spark(spark, job, bundle, DepartmentRules.load(), context)
+            result = screen_on_spark(spark, job, bundle, context)
     except SparkEngineError as exc:
         raise _fail(str(exc)) from None
     seconds = time.perf_counter() - started

@@ -94,7 +94,7 @@ def main() -> None:
     registries = folder / "bench_registries.parquet"
     registry_table(rows, snapshots).to_parquet(registries, index=False)
     del history
-    context = JoinContext(config, DibaoTable.from_csv())
+    context = JoinContext(config, DibaoTable.from_csv(), DepartmentRules.load())
     rules = DepartmentRules.load()
     results: dict[str, float] = {}
 
@@ -122,7 +122,7 @@ def main() -> None:
             str(cards), str(registries), folder / "spark_out", URI, "bench", None, options
         )
         started = time.perf_counter()
-        result = screen_on_spark(spark, job, bundle, rules, context)
+        result = screen_on_spark(spark, job, bundle, context)
         results["spark_s"] = time.perf_counter() - started
         results["spark_leads"] = result.leads
 

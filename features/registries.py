@@ -393,7 +393,14 @@ def join_registries(
         out[f"registry_{kind}"] = np.where(has_key, found.astype(float), np.nan)
         field = _field_of(spec)
         for card in np.unique(hits[:, 0]) if len(hits) else []:
-            held[card].append({"department": kind, "snapshot": snapshots[kind], "field": field})
+            held[card].append(
+                {
+                    "department": kind,
+                    "department_zh": spec.zh,
+                    "snapshot": snapshots[kind],
+                    "field": field,
+                }
+            )
         if kind == "disability" and len(hits):
             table = rows[kind]
             attrs = [json.loads(a) for a in table["attributes"].to_numpy()[hits[:, 1]]]

@@ -25,6 +25,8 @@ from serving import pages
 from serving.errors import install_handlers
 from serving.guards import BodyGuard, KeyGate, KeyLimits, SecurityHeaders
 from serving.keys import KeyStore
+from serving.lead_routes import router as lead_router
+from serving.leads import LeadStore
 from serving.metrics import Metrics
 from serving.routes import router
 from serving.sessions import SessionSigner
@@ -100,6 +102,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
             loader=loader or registry_loader(settings.tracking_store_uri),
             sessions=SessionSigner.from_settings(settings),
         )
+        state.leads = LeadStore(audit, state.lead_deadlines)
         app.state.service = state
         threading.Thread(target=state.load_initial, name="model-loader", daemon=True).start()
         yield
@@ -116,6 +119,7 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(lead_router)
     install_handlers(app)
     pages.install(app)
     # outermost last: metrics see everything; headers go on every answer; the key is checked

@@ -12,17 +12,21 @@ Its lifecycle (登记 → 流转 → 反馈 → 归档)::
     aided | referred | dismissed ──reopen (with a reason)──▶ the step it was closed from
 
 :func:`allowed_next` is the one home of these rules; a refused transition names the allowed
-ones. Every registration and every transition is appended to the audit chain (kind
-``lead``) and to ``lead_events`` in the same transaction, so a lead's history and the chain
-never disagree. The tables live in the audit store's database (SQLite or PostgreSQL).
+ones. Every registration and every transition is in the audit chain and in ``lead_events``,
+written in the same transaction, so a lead's history and the chain never disagree: a
+screening's registration and every transition are records of their own (kind ``lead``); a
+live answer's registration is covered by the answer's own record (its prediction id is the
+lead's origin and the event's ``audit_record_id``), so answers add no second chain append.
+The tables live in the audit store's database (SQLite or PostgreSQL).
 
-LeadDeadlines come from the policy (``lead_deadlines``): a ``new`` lead not transferred within
+Deadlines come from the policy (``lead_deadlines``): a ``new`` lead not transferred within
 ``transfer_days`` of its discovery, and a ``transferred`` one without feedback within
 ``feedback_days`` of its transfer, are overdue (督办). Times come from an injected clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -108,7 +112,15 @@ BATCH = 500
 
 
 class LeadError(ValueError):
-    """A candidate or a transition that is refused; the message names the field and rule."""
+    """A candidate or a transition that is refused; the message names the field and rule.
+
+    Messages start with the field they are about (``"reason: ..."``).
+    """
+
+    @property
+    def field(self) -> str:
+        """The field the message names first."""
+        return str(self).split(":", 1)[0].split(" ", 1)[0]
 
 
 class TransitionRefused(LeadError):
@@ -246,6 +258,12 @@ def allowed_next(status: str, was_verified: bool = False) -> tuple[str, ...]:
     return ()
 
 
+def answer_of(origin: str) -> str | None:
+    """The prediction id of an ``answer:<prediction_id>`` origin, else None."""
+    prefix, _, prediction_id = origin.partition(":")
+    return prediction_id if prefix == "answer" and prediction_id else None
+
+
 def kind_family(kind: str) -> str:
     """``department_failure`` for ``department_failure:<rule>``, else the kind itself."""
     return kind.split(":", 1)[0]
@@ -376,19 +394,25 @@ class LeadStore:
     def __init__(
         self,
         audit: AuditStore,
-        deadlines: LeadDeadlines | None = None,
+        deadlines: LeadDeadlines | Callable[[], LeadDeadlines] | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
         batch_size: int = BATCH,
     ) -> None:
         self.audit = audit
         self.engine = audit.engine
-        self.deadlines = deadlines or LeadDeadlines()
+        self._deadlines = deadlines or LeadDeadlines()
         self.clock = clock
         self.batch_size = batch_size
         try:
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot open the lead register: {exc}") from exc
+
+    @property
+    def deadlines(self) -> LeadDeadlines:
+        """The deadlines in force (the serving model's policy when given as a callable)."""
+        found = self._deadlines
+        return found if isinstance(found, LeadDeadlines) else found()
 
     # registration -------------------------------------------------------------------------
 
@@ -506,18 +530,22 @@ class LeadStore:
                 )
             if row is None:
                 ids.append(lead_id)
-            record_id = str(uuid.uuid4())
-            details = {
-                "lead_id": lead_id,
-                "action": action,
-                "kind": candidate.kind,
-                "origin": candidate.origin,
-                "score": candidate.score,
-                "policy_version": candidate.policy_version,
-            }
-            entries.append(
-                _entry(record_id, actor, candidate.case_id, candidate.province_code, details)
-            )
+            answered = answer_of(candidate.origin)
+            if answered is not None:  # the answer's own record in the chain covers it
+                record_id = answered
+            else:
+                record_id = str(uuid.uuid4())
+                details = {
+                    "lead_id": lead_id,
+                    "action": action,
+                    "kind": candidate.kind,
+                    "origin": candidate.origin,
+                    "score": candidate.score,
+                    "policy_version": candidate.policy_version,
+                }
+                entries.append(
+                    _entry(record_id, actor, candidate.case_id, candidate.province_code, details)
+                )
             events.append(
                 {
                     "lead_id": lead_id,
@@ -548,6 +576,12 @@ class LeadStore:
 
         if entries:
             self.audit.append_many(entries, alongside=write)
+        elif events:
+            try:
+                with self.engine.begin() as connection:
+                    write(connection)
+            except SQLAlchemyError as exc:
+                raise AuditError(f"the lead register refused the batch: {exc}") from exc
         return RegisterSummary(len(created), len(updated), unchanged, tuple(ids))
 
     # transitions --------------------------------------------------------------------------
@@ -679,11 +713,20 @@ class LeadStore:
             values["reason"] = details["reason"] = reason
         return values, details, "transition"
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _reading() -> Iterator[None]:
+        """Database failures while reading become :class:`AuditError` (the service's 503)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the lead register: {type(exc).__name__}") from exc
+
     # reading ------------------------------------------------------------------------------
 
     def get(self, lead_id: str, scope: Scope = NATIONAL, history: bool = True) -> Lead | None:
         """One lead inside ``scope`` (None outside it or unknown), with its history."""
-        with self.engine.connect() as connection:
+        with self._reading(), self.engine.connect() as connection:
             row = connection.execute(
                 select(leads).where(
                     leads.c.id == lead_id, scope.where(leads.c.province_code, leads.c.office_code)
@@ -729,20 +772,26 @@ class LeadStore:
         if query.case_id:
             conditions.append(leads.c.case_id == query.case_id)
         if query.overdue is not None:
-            now = self.clock()
-            transfer = now - dt.timedelta(days=self.deadlines.transfer_days)
-            feedback = now - dt.timedelta(days=self.deadlines.feedback_days)
-            late = or_(
-                and_(leads.c.status == NEW, leads.c.discovered_at < transfer),
-                and_(leads.c.status == TRANSFERRED, leads.c.transferred_at < feedback),
-            )
+            late = or_(*self._late().values())
             conditions.append(late if query.overdue else ~late)
         return and_(*conditions)
+
+    def _late(self) -> dict[str, ColumnElement[bool]]:
+        """The SQL of each overdue reason now (the same test as :func:`overdue_state`)."""
+        now, deadlines = self.clock(), self.deadlines
+        transfer = now - dt.timedelta(days=deadlines.transfer_days)
+        feedback = now - dt.timedelta(days=deadlines.feedback_days)
+        return {
+            OVERDUE_TRANSFER: and_(leads.c.status == NEW, leads.c.discovered_at < transfer),
+            OVERDUE_FEEDBACK: and_(
+                leads.c.status == TRANSFERRED, leads.c.transferred_at < feedback
+            ),
+        }
 
     def search(self, query: LeadQuery, limit: int = 50, offset: int = 0) -> tuple[list[Lead], int]:
         """A page of leads matching ``query`` (overdue first, then newest) and the total."""
         where = self._where(query)
-        with self.engine.connect() as connection:
+        with self._reading(), self.engine.connect() as connection:
             total = connection.execute(select(func.count()).select_from(leads).where(where))
             rows = connection.execute(
                 select(leads)
@@ -757,42 +806,47 @@ class LeadStore:
     def report(self, scope: Scope = NATIONAL) -> dict[str, Any]:
         """Counts by kind, status, department and overdue (``aidrec leads report``)."""
         where = self._where(LeadQuery(scope=scope))
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    leads.c.kind,
-                    leads.c.status,
-                    leads.c.department,
-                    leads.c.discovered_at,
-                    leads.c.transferred_at,
-                ).where(where)
+        now, deadlines = self.clock(), self.deadlines
+        count = func.count().label("n")
+        with self._reading(), self.engine.connect() as connection:
+            groups = connection.execute(
+                select(leads.c.kind, leads.c.status, leads.c.department, count)
+                .where(where)
+                .group_by(leads.c.kind, leads.c.status, leads.c.department)
             ).all()
-        now = self.clock()
+            overdue = {
+                reason: int(
+                    connection.execute(
+                        select(func.count()).select_from(leads).where(where, late)
+                    ).scalar()
+                    or 0
+                )
+                for reason, late in self._late().items()
+            }
         by_kind: dict[str, int] = {}
+        by_queue: dict[str, dict[str, int]] = {
+            family: {s: 0 for s in STATUSES} for family in (*MODEL_KINDS, DEPARTMENT_FAILURE)
+        }
         by_status: dict[str, int] = {s: 0 for s in STATUSES}
         by_department: dict[str, int] = {}
-        overdue: dict[str, int] = {OVERDUE_TRANSFER: 0, OVERDUE_FEEDBACK: 0}
-        for row in rows:
-            by_kind[row.kind] = by_kind.get(row.kind, 0) + 1
-            by_status[row.status] = by_status.get(row.status, 0) + 1
+        for row in groups:
+            by_kind[row.kind] = by_kind.get(row.kind, 0) + row.n
+            by_status[row.status] = by_status.get(row.status, 0) + row.n
+            by_queue[kind_family(row.kind)][row.status] += row.n
             if row.department:
-                by_department[row.department] = by_department.get(row.department, 0) + 1
-            late, _ = overdue_state(
-                row.status, row.discovered_at, row.transferred_at, self.deadlines, now
-            )
-            if late:
-                overdue[late] += 1
+                by_department[row.department] = by_department.get(row.department, 0) + row.n
         return {
             "as_of": now.isoformat(timespec="seconds"),
             "scope": str(scope),
-            "total": len(rows),
+            "total": sum(row.n for row in groups),
             "by_kind": dict(sorted(by_kind.items())),
             "by_status": by_status,
             "by_department": dict(sorted(by_department.items())),
+            "by_queue": by_queue,
             "overdue": overdue,
             "deadlines": {
-                "transfer_days": self.deadlines.transfer_days,
-                "feedback_days": self.deadlines.feedback_days,
+                "transfer_days": deadlines.transfer_days,
+                "feedback_days": deadlines.feedback_days,
             },
         }
 

@@ -44,6 +44,11 @@ class Metrics:
             "requests refused because a key was over its rate or concurrency",
             registry=self.registry,
         )
+        self.lead_register_failures = Counter(
+            "aidrec_lead_register_failures_total",
+            "answers whose flagged leads could not be registered (the answers stood)",
+            registry=self.registry,
+        )
         self.audit_failures = Counter(
             "aidrec_audit_failures_total",
             "answers refused because the audit write failed",

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
-from serving import schemas
+from serving import lead_service, schemas
 from serving.answer_index import UNREVIEWED, AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
 from serving.audit import PREDICTION, RELOAD, REVIEW, AuditEntry, AuditError, AuditRecord
@@ -53,9 +53,10 @@ def _audited(
     requests: Sequence[schemas.ScoreRequest],
     answers: Sequence[schemas.ScoreResponse],
 ) -> None:
-    """Store the answers before they are returned, and count them.
+    """Store the answers before they are returned, count them, register their flagged leads.
 
-    Without a stored record there is no answer (503).
+    Without a stored record there is no answer (503). The leads are registered after the
+    answers are stored, and a failure there never withholds them (``serving.lead_service``).
     """
     entries = []
     for request, answer in zip(requests, answers, strict=True):
@@ -88,6 +89,7 @@ def _audited(
         for name, lead in answer.leads.items():
             if lead.flagged:
                 state.metrics.flagged.labels(name).inc()
+    lead_service.register_answers(state, caller, requests, answers)  # never withholds them
 
 
 def _answers(

@@ -18,8 +18,10 @@ from features.vectors import columns_from_records
 from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
 from serving.keys import KeyStore
+from serving.leads import LeadStore
 from serving.metrics import Metrics
 from serving.sessions import SessionSigner
+from training.policy import LeadDeadlines, load_policy
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,17 @@ class ServiceState:
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     versions_lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: SessionSigner | None = None  # the pages' session cookies (None: no pages)
+    leads: LeadStore | None = None  # the lead register (None: not opened)
+    shipped_deadlines: LeadDeadlines | None = None
+
+    def lead_deadlines(self) -> LeadDeadlines:
+        """The lead register's deadlines: the serving model's policy, else the shipped one."""
+        model = self.model
+        if model is not None:
+            return model.bundle.policy.lead_deadlines
+        if self.shipped_deadlines is None:
+            self.shipped_deadlines = load_policy().lead_deadlines
+        return self.shipped_deadlines
 
     def load_initial(self) -> None:
         """Load the configured model (run in a background thread at start-up).

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ from features.registries import (
     card_dates,
     join_registries,
 )
-from features.rules import EligibilityStatus
+from features.rules import RULE_BY_ID, EligibilityStatus
 from features.tables import iter_table_chunks, table_format
 from training.bundle import ModelBundle
 
@@ -62,6 +62,10 @@ MODEL_KINDS_ZH = {
 }
 DEPARTMENT_FAILURE = "department_failure"
 DEPARTMENT_FAILURE_ZH = "部门履职线索"
+CASE_SYSTEM_SOURCE = "case_system"
+"""The case card as a source (the same name the lead register gives a live answer's card)."""
+CASE_CARD_ZH = "办案系统填报"
+DIBAO_STANDARDS_ZH = "各省低保标准表"
 LEAD_COLUMNS = (
     "case_id",
     "kind",
@@ -95,7 +99,11 @@ class RegistrySnapshot:
 
 @dataclass
 class Screener:
-    """Everything a screening run needs, fixed for the run; :meth:`screen` is pure per chunk.
+    """Everything a screening run needs, fixed for the run.
+
+    :meth:`screen` depends only on its chunk and these settings (it adds to ``counts``, and
+    to ``card_scores`` when asked), so chunks may be screened in any order or in parallel
+    processes (e.g. a Spark ``mapInPandas``) with the same leads.
 
     Attributes:
         bundle: the champion.
@@ -176,7 +184,6 @@ class Screener:
                     }
                 )
             )
-        sources = joined["registry_sources"].to_numpy(dtype=object)
         common = {
             "person_key": cards["person_key"].to_numpy(dtype=object),
             "province_code": cards["province_code"].to_numpy(dtype=object),
@@ -202,7 +209,7 @@ class Screener:
                     probability,
                     probability,
                     reasons,
-                    [s if s is not None else "[]" for s in sources[rows]],
+                    model_sources(joined, rows),
                 )
             )
             self._count(target, len(rows))
@@ -212,7 +219,9 @@ class Screener:
             rows = np.flatnonzero(fires)
             if not len(rows):
                 continue
-            text = rule_sources(rule, snapshots, self.dibao.version)
+            row_sources = rule_sources(
+                rule, joined, snapshots, self.registry_config, self.dibao.version, rows
+            )
             reasons = [
                 json.dumps(
                     {
@@ -236,7 +245,7 @@ class Screener:
                     np.full(len(rows), np.nan),
                     p_aid[rows],
                     reasons,
-                    [text] * len(rows),
+                    row_sources,
                 )
             )
             self._count(rule.kind, len(rows))
@@ -273,7 +282,10 @@ class Screener:
         self, scores: Any, target: str, rows: np.ndarray, threshold: float
     ) -> list[str]:
         status = scores.rules.status[rows]
-        hits = [scores.rules.rule_ids(int(i)) for i in rows]
+        hits = [
+            [{"id": rule_id, "zh": _rule_zh(rule_id)} for rule_id in scores.rules.rule_ids(int(i))]
+            for i in rows
+        ]
         top: list[list[dict[str, Any]]] = [[] for _ in rows]
         if self.top_reasons > 0:
             found = self.bundle.contributions(target, scores.matrix[rows])
@@ -291,7 +303,7 @@ class Screener:
                             "value": self.bundle.decode(
                                 feature, float(scores.matrix[i, found.columns[j]])
                             ),
-                            "log_odds": round(phi, 4),
+                            "contribution": round(phi, 4),
                         }
                     )
         probability = scores.lead_probability[target][rows]
@@ -302,7 +314,8 @@ class Screener:
                     "threshold": round(float(threshold), 4),
                     "eligibility_status": str(s),
                     "rule_hits": h,
-                    "top_contributions": t,
+                    "top": t,
+                    "contribution_unit": "log-odds",
                 },
                 ensure_ascii=False,
             )
@@ -310,24 +323,86 @@ class Screener:
         ]
 
 
-def rule_sources(rule: DepartmentRule, snapshots: Mapping[str, str], dibao_version: str) -> str:
-    """The 数据来源 of a department-failure lead, as JSON: departments, 低保 table, card fields."""
-    sources: list[dict[str, Any]] = [
-        {"department": d, "snapshot": snapshots[d], "field": _FIELD_OF.get(d, d)}
+def model_sources(joined: pd.DataFrame, rows: np.ndarray) -> list[str]:
+    """数据来源 of model leads on the given cards (rows of ``joined``), as JSON texts.
+
+    The registries holding the person, and the case card for every joined field it gave
+    where no registry knew. One definition for both engines (the Spark engine calls it per
+    batch of cards).
+    """
+    held = joined["registry_sources"].to_numpy(dtype=object)
+    from_card = {
+        name: pd.isna(joined[f"{name}_registry"].to_numpy(dtype=object))
+        & pd.notna(joined[f"{name}_card"].to_numpy(dtype=object))
+        for name in JOINED_FIELDS
+    }
+    out: list[str] = []
+    for i in np.asarray(rows, dtype=int).tolist():
+        listed = json.loads(held[i]) if isinstance(held[i], str) else []
+        listed += [_card_source(name) for name in JOINED_FIELDS if from_card[name][i]]
+        out.append(json.dumps(listed, ensure_ascii=False))
+    return out
+
+
+def rule_sources(
+    rule: DepartmentRule,
+    joined: pd.DataFrame,
+    snapshots: Mapping[str, str],
+    config: RegistryConfig,
+    dibao_version: str,
+    rows: np.ndarray,
+) -> list[str]:
+    """数据来源 of a department-failure rule's leads on the given cards, as JSON texts.
+
+    The departments it read (with their snapshots), the 低保 table when it reads the line,
+    the case card for the facts only the card gives, and for each merged field the card where
+    no registry knew. One definition for both engines.
+    """
+    fixed: list[dict[str, Any]] = [
+        {
+            "department": d,
+            "department_zh": config.departments[d].zh,
+            "snapshot": snapshots[d],
+            "field": _FIELD_OF.get(d, d),
+        }
         for d in rule.departments
         if d in snapshots
     ]
     if "dibao_standard_yuan" in rule.facts:
-        sources.append(
+        fixed.append(
             {
                 "department": "dibao_standards",
-                "snapshot": dibao_version,
+                "department_zh": DIBAO_STANDARDS_ZH,
+                "snapshot": None,
                 "field": "dibao_standard_yuan",
+                "version": dibao_version,
             }
         )
-    card_fields = [f for f in rule.facts if f in INPUT_NAMES]  # facts read from the card
-    sources.append({"department": "case_card", "snapshot": None, "field": ", ".join(card_fields)})
-    return json.dumps(sources, ensure_ascii=False)
+    card_fields = [f for f in rule.facts if f in INPUT_NAMES and f not in JOINED_FIELDS]
+    fixed += [_card_source(name) for name in card_fields]
+    merged = [f for f in rule.facts if f in JOINED_FIELDS]
+    from_card = {  # a merged value came from the card where the registry knew nothing
+        name: pd.isna(joined[f"{name}_registry"].to_numpy(dtype=object)) for name in merged
+    }
+    return [
+        json.dumps(fixed + [_card_source(n) for n in merged if from_card[n][i]], ensure_ascii=False)
+        for i in np.asarray(rows, dtype=int).tolist()
+    ]
+
+
+def _card_source(name: str) -> dict[str, Any]:
+    """A fact the case card itself gave (数据来源: 办案系统填报)."""
+    return {
+        "department": CASE_SYSTEM_SOURCE,
+        "department_zh": CASE_CARD_ZH,
+        "snapshot": None,
+        "field": name,
+    }
+
+
+def _rule_zh(rule_id: str) -> str:
+    rule = RULE_BY_ID.get(rule_id)
+    return rule.zh if rule is not None else rule_id
 
 
 _FIELD_OF = {
@@ -373,13 +448,6 @@ def rank_leads(leads: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- registering -----------------------------------------------------------------------------
-
-
-class LeadSink(Protocol):
-    """The lead register's side of a run: ``register`` is idempotent on (case_id, kind)."""
-
-    def register(self, candidates: Iterable[Any]) -> Any:
-        """Create new leads, update still-new ones, leave the rest."""
 
 
 def lead_candidates(leads: pd.DataFrame) -> Iterator[dict[str, Any]]:

@@ -51,9 +51,15 @@ from features.registries import (
     card_dates,
     join_registries,
 )
+from features.rules import RULES
 from training.bundle import ModelBundle
 from training.pyfunc import OUTPUT_COLUMNS, TEXT_COLUMNS, signature
-from training.screening import DEPARTMENT_FAILURE_ZH, MODEL_KINDS_ZH, rule_sources
+from training.screening import (
+    DEPARTMENT_FAILURE_ZH,
+    MODEL_KINDS_ZH,
+    model_sources,
+    rule_sources,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -298,10 +304,11 @@ def join_on_spark(
 
 @dataclass(frozen=True)
 class JoinContext:
-    """What the join and the facts read besides the cards: the configs and the 低保 table."""
+    """What the join, the facts and the sources read besides the cards."""
 
     registry_config: RegistryConfig
     dibao: DibaoTable
+    rules: DepartmentRules
 
 
 _MATCHED_FIELDS = ("department", "person_key", "status", "valid_from", "valid_to", "attributes")
@@ -340,7 +347,29 @@ def _joined_batch(
     dates = card_dates(canonical["decision_year"].to_numpy(dtype=float), as_of)
     joined = join_registries(canonical, rows, snapshots, dates, context.registry_config)
     facts = department_facts(canonical, joined, context.dibao).add_prefix(FACT)
-    return pd.concat([cards.drop(columns=list(JOINED_FIELDS)), joined, facts], axis=1)
+    every = np.arange(len(canonical))
+    sources = {MODEL_SOURCES: model_sources(joined, every)}
+    for rule in context.rules.rules:
+        sources[_sources_of(rule)] = rule_sources(
+            rule, joined, snapshots, context.registry_config, context.dibao.version, every
+        )
+    return pd.concat(
+        [
+            cards.drop(columns=list(JOINED_FIELDS)),
+            joined,
+            facts,
+            pd.DataFrame(sources, dtype=object),
+        ],
+        axis=1,
+    )
+
+
+MODEL_SOURCES = "_sources_model"
+
+
+def _sources_of(rule: DepartmentRule) -> str:
+    """The column holding each card's 数据来源 should ``rule`` fire on it."""
+    return f"_sources_{rule.id}"
 
 
 def _flags_text(value: Any) -> Any:
@@ -462,7 +491,6 @@ def screen_on_spark(
     spark: SparkSession,
     job: SparkJob,
     bundle: ModelBundle,
-    rules: DepartmentRules,
     context: JoinContext,
 ) -> SparkScreening:
     """The local engine's screening (:class:`training.screening.Screener`) on Spark.
@@ -479,7 +507,7 @@ def screen_on_spark(
 
     cards = read_source(spark, job.cards)
     registries = read_source(spark, job.registries)
-    joined, snapshots = join_on_spark(cards, registries, job.as_of, context)
+    joined, _ = join_on_spark(cards, registries, job.as_of, context)
     scored = score(joined, job.model_uri, job.options)
     scored = scored.withColumns(
         {_rounded_name(t): _rounded(F.col(f"p_{t}")) for t in bundle.lead_thresholds}
@@ -497,8 +525,8 @@ def screen_on_spark(
             if f.name in facts and f.dataType.typeName() == "double"
         }
         parts += [
-            _rule_leads(valid, rule, rules.version, numeric, snapshots, context, bundle, job)
-            for rule in rules.rules
+            _rule_leads(valid, rule, context.rules.version, numeric, bundle, job.run_id)
+            for rule in context.rules.rules
         ]
         leads = functools.reduce(lambda a, b: a.unionByName(b), parts)
         leads_path, errors_path = job.out / "leads", job.out / "errors"
@@ -575,16 +603,19 @@ def _model_leads(
     from pyspark.sql import functions as F
 
     probability = F.col(f"p_{target}")
-    hits = F.when(F.col("rule_hits") == "", F.array().cast("array<string>")).otherwise(
+    names = F.create_map(*[F.lit(v) for rule in RULES for v in (rule.id, rule.zh)])
+    ids = F.when(F.col("rule_hits") == "", F.array().cast("array<string>")).otherwise(
         F.split(F.col("rule_hits"), ";")
     )
+    hits = F.transform(ids, lambda i: F.struct(i.alias("id"), F.coalesce(names[i], i).alias("zh")))
     reasons = F.to_json(
         F.struct(
             F.bround(probability, 4).alias("probability"),
             F.lit(round(float(threshold), 4)).alias("threshold"),
             F.col("eligibility_status").alias("eligibility_status"),
             hits.alias("rule_hits"),
-            F.array().cast("array<string>").alias("top_contributions"),
+            F.array().cast("array<string>").alias("top"),  # no contributions on Spark
+            F.lit("log-odds").alias("contribution_unit"),
         )
     )
     return valid.where(probability >= F.lit(float(threshold))).select(
@@ -595,7 +626,7 @@ def _model_leads(
         F.col(_rounded_name(target)).alias("priority"),
         *_common(),
         reasons.alias("reasons"),
-        F.coalesce(F.col("registry_sources"), F.lit("[]")).alias("sources"),
+        F.col(MODEL_SOURCES).alias("sources"),
         *_tail(run_id, bundle),
     )
 
@@ -605,10 +636,8 @@ def _rule_leads(
     rule: DepartmentRule,
     version: str,
     numeric: set[str],
-    snapshots: Mapping[str, str],
-    context: JoinContext,
     bundle: ModelBundle,
-    job: SparkJob,
+    run_id: str,
 ) -> DataFrame:
     """One lead per card where a department-failure rule fires, with the facts it read."""
     from pyspark.sql import functions as F
@@ -627,7 +656,6 @@ def _rule_leads(
         ),
         {"ignoreNullFields": "false"},
     )
-    sources = rule_sources(rule, snapshots, context.dibao.version)
     return valid.where(fires(rule.when, fact, numeric)).select(
         "case_id",
         F.lit(rule.kind).alias("kind"),
@@ -636,6 +664,6 @@ def _rule_leads(
         F.col(_rounded_name("judicial_aid")).alias("priority"),
         *_common(),
         reasons.alias("reasons"),
-        F.lit(sources).alias("sources"),
-        *_tail(job.run_id, bundle),
+        F.col(_sources_of(rule)).alias("sources"),
+        *_tail(run_id, bundle),
     )

@@ -90,11 +90,23 @@ def test_every_lead_names_its_sources_and_reasons(
             s["snapshot"] == "2025-12-31" for s in sources if s["department"] in CONFIG.departments
         )
         assert set(reasons["facts"]) == set(rule.facts)
+        from_card = {s["field"] for s in sources if s["department"] == "case_system"}
+        assert from_card <= set(rule.facts)
+        if rule.id == "disability_without_certificate":  # 残联's registry knew every key
+            assert from_card == {"disability_grade"}
         assert np.isnan(row.score) and 0 <= row.priority <= 1
     model = leads.loc[leads["kind"] == "judicial_aid"]
+    for text in model["sources"]:  # a registry, or the card for the joined fields it gave
+        for source in json.loads(text):
+            assert source["department"] in CONFIG.departments or (
+                source["department"] == "case_system"
+                and source["field"]
+                in ("low_income_status", "disability_certificate", "registry_flags")
+            )
     first = json.loads(model["reasons"].iloc[0])
     assert first["probability"] >= first["threshold"]
-    assert first["top_contributions"] and first["top_contributions"][0]["log_odds"] > 0
+    assert first["top"] and first["top"][0]["contribution"] > 0
+    assert all(hit["zh"] for hit in first["rule_hits"])
 
 
 def test_the_registry_overrules_the_card_in_the_rules(
@@ -178,8 +190,9 @@ def test_as_of_reads_every_card_on_one_date(
 ) -> None:
     cards = case_cards(world[0]).head(400)
     early = screener(bundle, world[1], as_of=dt.date(2000, 1, 1)).screen(cards)
-    # in 2000 nobody was registered yet: every registry fact is "not covered", no source
-    assert early.loc[early["kind"] == "judicial_aid", "sources"].eq("[]").all()
+    # in 2000 nobody was registered yet: no registry is a source, only the card
+    for text in early.loc[early["kind"] == "judicial_aid", "sources"]:
+        assert {s["department"] for s in json.loads(text)} <= {"case_system"}
 
 
 def test_commands_generate_import_screen_and_rescreen_without_duplicates(

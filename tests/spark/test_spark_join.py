@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.contract import parse_records
-from features.department_rules import department_facts
+from features.department_rules import DepartmentRules, department_facts
 from features.registries import (
     DibaoTable,
     RegistryConfig,
@@ -30,7 +30,7 @@ from training.spark_engine import (
 )
 
 CONFIG = RegistryConfig.load()
-CONTEXT = JoinContext(CONFIG, DibaoTable.from_csv())
+CONTEXT = JoinContext(CONFIG, DibaoTable.from_csv(), DepartmentRules.load())
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "registries": registries_path,
         "rows": rows,
         "snapshots": snapshots,
-        "context": JoinContext(config, DibaoTable.from_csv()),
+        "context": JoinContext(config, DibaoTable.from_csv(), DepartmentRules.load()),
         "broken": set(cards.loc[[3, 4_000], "case_id"]),
     }
 
@@ -84,7 +84,7 @@ def test_spark_finds_the_local_leads(
         as_of=None,
         options=SparkOptions(),
     )
-    result = screen_on_spark(spark, job, bundle, rules, context)
+    result = screen_on_spark(spark, job, bundle, context)
     remote = pd.read_parquet(result.leads_path)
     errors = pd.read_parquet(result.errors_path)
 

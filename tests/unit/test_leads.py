@@ -105,7 +105,7 @@ def test_registration_is_idempotent_and_refreshes_only_new_leads(store: LeadStor
 
 
 def test_a_bad_candidate_is_refused_before_its_batch_is_written(store: LeadStore) -> None:
-    with pytest.raises(LeadError, match="candidate 1 .*kind 'aid'"):
+    with pytest.raises(LeadError, match=r"candidate 1 .*kind 'aid'"):
         store.register([candidate("C1"), candidate("C2", kind="aid")])
     assert store.search(LeadQuery())[1] == 0
     with pytest.raises(LeadError, match="province_code"):
@@ -140,6 +140,25 @@ def test_every_registration_and_transition_is_in_the_chain_and_the_history(
         ).all()
     assert {row.record_id for row in chain} == {e.audit_record_id for e in found.history}
     assert verify_chain(store.engine, store.audit.secrets).ok
+
+
+def test_a_live_answers_registration_is_covered_by_the_answers_own_record(
+    store: LeadStore,
+) -> None:
+    from sqlalchemy import func, select
+
+    from serving.audit import records
+
+    store.register([candidate("C1", origin="answer:p-1"), candidate("C2", origin="answer:p-2")])
+    store.register([candidate("C1", origin="answer:p-3", score=0.9)])
+    with store.engine.connect() as connection:
+        chained = connection.execute(
+            select(func.count()).select_from(records).where(records.c.kind == LEAD)
+        ).scalar()
+    assert chained == 0
+    lead = store.find("C1", "judicial_aid")
+    assert lead is not None and lead.origin == "answer:p-3" and lead.score == 0.9
+    assert [e.audit_record_id for e in lead.history] == ["p-1", "p-3"]
 
 
 @pytest.mark.parametrize("start", STATUSES)

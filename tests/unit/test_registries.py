@@ -248,8 +248,18 @@ def test_join_keeps_card_and_registry_side_by_side_with_sources() -> None:
     assert joined.loc[0, "registry_flags"] == "veteran_family"
     assert joined.loc[0, "registry_flags_source"] == "veteran_family@2024-12-31"
     assert json.loads(joined.loc[0, "registry_sources"]) == [
-        {"department": "dibao", "snapshot": "2024-12-31", "field": "low_income_status"},
-        {"department": "veteran_family", "snapshot": "2024-12-31", "field": "registry_flags"},
+        {
+            "department": "dibao",
+            "department_zh": "最低生活保障（低保）",
+            "snapshot": "2024-12-31",
+            "field": "low_income_status",
+        },
+        {
+            "department": "veteran_family",
+            "department_zh": "退役军人及其家庭（退役军人事务局）",
+            "snapshot": "2024-12-31",
+            "field": "registry_flags",
+        },
     ]
     # no person key: nothing known from registries, the card's values stay
     assert np.isnan(joined.loc[3, "registry_dibao"])
@@ -281,3 +291,18 @@ def test_dibao_table_has_every_province_with_a_source() -> None:
     )
     assert line[0] > line[1] > 0  # urban above rural
     assert year[2] == table.frame.loc[table.frame["province_code"] == "52", "year"].min()
+
+
+def test_a_corrected_extract_of_the_same_date_replaces_the_first(store: RegistryStore) -> None:
+    on = dt.date(2024, 12, 31)
+    assert _import(store, dibao_extract(), on)
+    assert _import(store, dibao_extract(status=["suspended", "ended", "active"]), on)
+    view = store.as_of(on)
+    assert view.rows["dibao"]["status"].tolist() == ["suspended", "ended", "active"]
+    assert len(store.snapshots("dibao")) == 2
+
+
+def test_card_dates_are_the_year_end_unless_a_date_is_given() -> None:
+    years = np.array([2019.0, np.nan, 2024.0])
+    assert card_dates(years, None).astype(str).tolist() == ["2019-12-31", "NaT", "2024-12-31"]
+    assert set(card_dates(years, dt.date(2023, 5, 1)).astype(str)) == {"2023-05-01"}
