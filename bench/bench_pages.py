@@ -8,7 +8,9 @@ plus the same small in-process client overhead for every endpoint), with bounded
 
 - one answer: ``GET /ui/predictions/{id}`` (the page with its SVG charts) vs
   ``GET /v1/predictions/{id}`` (the same stored answer as JSON);
-- the list with 50 rows: ``GET /ui/predictions?limit=50`` vs ``GET /v1/predictions?limit=50``.
+- the list with 50 rows: ``GET /ui/predictions?limit=50`` vs ``GET /v1/predictions?limit=50``;
+- 同案不同救监督 by office over the answers with a granted amount (the history's, where it
+  granted): ``GET /ui/deviation?group_by=office`` vs ``GET /v1/reports/deviation``.
 
 Appends the figures, the command and the date to bench/RESULTS.md.
 """
@@ -89,7 +91,15 @@ def main() -> None:
     assert keys is not None
     frame = parse_records(read_table(settings.history_path)).frame
     items = [
-        {"record": {n: wire_value(n, frame[n].iloc[i]) for n in INPUT_NAMES}} for i in range(300)
+        {
+            "record": {n: wire_value(n, frame[n].iloc[i]) for n in INPUT_NAMES},
+            "granted_amount_yuan": (
+                float(frame["aid_amount_yuan"].iloc[i])
+                if frame["aid_granted"].iloc[i] == 1.0
+                else None
+            ),
+        }
+        for i in range(300)
     ]
     results: dict[str, float] = {}
     with TestClient(create_app(settings)) as client:
@@ -97,11 +107,17 @@ def main() -> None:
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "the model did not load"
             time.sleep(0.5)
-        scored = client.post(
-            "/v1/score/batch", json={"items": items}, headers={HEADER: keys["case_system"]}
-        )
-        assert scored.status_code == 200 and scored.json()["scored"] == 300, scored.text[:300]
-        pid = scored.json()["results"][0]["result"]["prediction_id"]
+        pids = []
+        for start in range(0, len(items), 100):  # within the service's batch limit
+            scored = client.post(
+                "/v1/score/batch",
+                json={"items": items[start : start + 100]},
+                headers={HEADER: keys["case_system"]},
+            )
+            assert scored.status_code == 200 and scored.json()["refused"] == 0, scored.text[:300]
+            pids += [r["result"]["prediction_id"] for r in scored.json()["results"]]
+        assert len(pids) == 300
+        pid = pids[0]
         reviewer = {HEADER: keys["reviewer"]}
         form = client.get("/ui/login").text
         token = re.search(rf'name="{CSRF_FIELD}" value="([^"]+)"', form)
@@ -116,21 +132,31 @@ def main() -> None:
         assert page.status_code == 200 and "<svg" in page.text
         listed = client.get("/ui/predictions?limit=50")
         assert listed.text.count("<tr>") >= 50
+        deviation = client.get("/ui/deviation?group_by=office")
+        assert deviation.status_code == 200 and 'id="group-table"' in deviation.text
         for name, call in {
             "answer_page": lambda: client.get(f"/ui/predictions/{pid}"),
             "answer_json": lambda: client.get(f"/v1/predictions/{pid}", headers=reviewer),
             "list50_page": lambda: client.get("/ui/predictions?limit=50"),
             "list50_json": lambda: client.get("/v1/predictions?limit=50", headers=reviewer),
+            "deviation_page": lambda: client.get("/ui/deviation?group_by=office"),
+            "deviation_json": lambda: client.get(
+                "/v1/reports/deviation?group_by=office", headers=reviewer
+            ),
         }.items():
             for stat, value in timed(call, args.requests).items():
                 results[f"{name}_{stat}"] = value
         results["answer_page_kb"] = len(page.content) / 1024
         results["list50_page_kb"] = len(listed.content) / 1024
+        results["deviation_page_kb"] = len(deviation.content) / 1024
     results["ratio_answer_page_vs_json_p50"] = (
         results["answer_page_p50_ms"] / results["answer_json_p50_ms"]
     )
     results["ratio_list50_page_vs_json_p50"] = (
         results["list50_page_p50_ms"] / results["list50_json_p50_ms"]
+    )
+    results["ratio_deviation_page_vs_json_p50"] = (
+        results["deviation_page_p50_ms"] / results["deviation_json_p50_ms"]
     )
     for name, value in results.items():
         print(f"{name:40s} {value:10.2f}")

@@ -136,6 +136,10 @@ def measure_aidrec(data_dir: Path, args: argparse.Namespace, results: dict[str, 
         "AIDREC_DATA_DIR": str(data_dir),
         "AIDREC_AUDIT_URL": f"sqlite:///{data_dir / 'bench_audit.db'}",
         "AIDREC_API_KEYS_FILE": str(data_dir / "bench_no_keys.json"),
+        # the per-key limits protect a deployment from one caller; the benchmark is that caller
+        "AIDREC_RATE_PER_SECOND": "100000",
+        "AIDREC_RATE_BURST": "100000",
+        "AIDREC_MAX_CONCURRENT_PER_KEY": "64",
     }
     port = free_port()
     log = data_dir / "bench_server.log"

@@ -338,3 +338,84 @@ def responsive(draw: Callable[[str, int], Markup], ident: str) -> Markup:
         f'<div class="chart-wide">{draw(ident, WIDTH)}</div>'
         f'<div class="chart-narrow">{draw(f"{ident}-narrow", NARROW)}</div>'
     )
+
+
+@dataclass(frozen=True)
+class RatioRow:
+    """One group of the deviation chart: the quartiles of granted ÷ reference and its flag."""
+
+    label: str
+    count: int
+    q1: float
+    median: float
+    q3: float
+    parent_median: float | None = None
+    flag: str = ""  # "generous", "stingy" or empty (training.deviation's flags)
+    flag_zh: str = ""
+
+
+def ratio_rows(ident: str, title: str, rows: Sequence[RatioRow], width: int = WIDTH) -> Markup:
+    """Each group's granted ÷ reference: the middle half as a bar, the median as a tick.
+
+    One shared axis from 0, with the reference itself (ratio 1) as a vertical line, so the
+    groups compare at a glance; a flagged group is drawn red (偏高) or blue (偏低), the
+    others grey, and its parent's median (its province for an office) is a dashed tick.
+    Ratios beyond the axis's end are drawn at the end (the axis stops at 3× the reference
+    or the largest upper quartile, whichever is smaller, but never below 1.5×).
+    """
+    row, top, left = 44.0, 6.0, 6.0
+    right = width - 10.0
+    largest = max([r.q3 for r in rows] + [r.parent_median or 0.0 for r in rows] + [1.0])
+    high = min(max(largest * 1.1, 1.5), 3.0)
+    ticks = [t for t in nice_ticks(0.0, high, 4 if width < WIDTH else 6) if t <= high]
+
+    def x(value: float) -> float:
+        return left + min(max(value, 0.0), high) / high * (right - left)
+
+    axis_y = top + len(rows) * row + 4
+    body = [
+        f'<line x1="{_num(x(t))}" y1="{_num(top)}" x2="{_num(x(t))}" y2="{_num(axis_y)}" '
+        f'stroke="{GRID}" stroke-width="1"/>'
+        for t in ticks
+    ]
+    body.append(
+        f'<line x1="{_num(x(1.0))}" y1="{_num(top)}" x2="{_num(x(1.0))}" y2="{_num(axis_y)}" '
+        f'stroke="{REFERENCE}" stroke-width="2"/>'
+    )
+    described = []
+    for i, item in enumerate(rows):
+        y = top + i * row
+        colour = UP if item.flag == "generous" else DOWN if item.flag == "stingy" else UNFLAGGED
+        label = f"{item.label}（{item.count} 件）" + (f" {item.flag_zh}" if item.flag_zh else "")
+        ink = colour if item.flag else INK
+        body.append(_text(left, y + 13, label, fill=ink, weight=item.flag, halo=True))
+        x0, x1 = x(item.q1), x(item.q3)
+        span = f"{percent(item.q1, 0)} – {percent(item.q3, 0)}"
+        body.append(
+            f'<rect x="{_num(x0)}" y="{_num(y + 20)}" width="{_num(max(x1 - x0, 2.0))}" '
+            f'height="14" rx="2" fill="{colour}" fill-opacity="0.35" stroke="{colour}">'
+            f"<title>{escape(item.label)}：四分位 {escape(span)}</title></rect>"
+        )
+        body.append(
+            f'<line x1="{_num(x(item.median))}" y1="{_num(y + 16)}" x2="{_num(x(item.median))}" '
+            f'y2="{_num(y + 38)}" stroke="{colour}" stroke-width="3">'
+            f"<title>{escape(item.label)}：中位数 {percent(item.median, 0)}</title></line>"
+        )
+        if item.parent_median is not None:
+            px = x(item.parent_median)
+            body.append(
+                f'<line x1="{_num(px)}" y1="{_num(y + 16)}" x2="{_num(px)}" y2="{_num(y + 38)}" '
+                f'stroke="{INK}" stroke-width="1.5" stroke-dasharray="3 2"/>'
+            )
+        text = f"{item.label} {item.count} 件，中位数 {percent(item.median, 0)}，四分位 {span}"
+        described.append(text + (f"，{item.flag_zh}" if item.flag_zh else ""))
+    body.append(
+        f'<line x1="{_num(left)}" y1="{_num(axis_y)}" x2="{_num(right)}" y2="{_num(axis_y)}" '
+        f'stroke="{MUTED}" stroke-width="1"/>'
+    )
+    for t in ticks:
+        body.append(
+            _text(x(t), axis_y + 15, percent(t, 0), anchor=_anchor(x(t), left, right), fill=MUTED)
+        )
+    desc = "实际 ÷ 参考金额，1 即等于参考金额；" + "；".join(described)
+    return _svg(ident, width, axis_y + 22, title, desc, body)

@@ -32,7 +32,14 @@ from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from features.contract import INPUT_FIELDS, PROVINCE_NAMES_ZH, rule_zh
+from features.contract import (
+    CRIME_TYPES_ZH,
+    HARM_OUTCOMES_ZH,
+    INPUT_FIELDS,
+    PROVINCE_NAMES_ZH,
+    rule_zh,
+)
+from features.urgency import URGENCY_FACTS
 from serving import charts, formats, schemas, service
 from serving.audit import AuditRecord
 from serving.deps import State, current_model, visible_prediction
@@ -42,6 +49,7 @@ from serving.security import ApiKey
 from serving.sessions import COOKIE, COOKIE_PATH, CSRF_FIELD, PAGE_ROLES, Session, SessionSigner
 from serving.state import ServiceState
 from training.bundle import REFERENCE_AMOUNT
+from training.grades import DEFAULT_AID_GRADES
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("predictions", f"{PREFIX}/predictions", "评分记录"),
     NavItem("leads", f"{PREFIX}/leads", "线索管理"),
+    NavItem("deviation", f"{PREFIX}/deviation", "同案不同救监督"),
     NavItem("model", f"{PREFIX}/model", "模型"),
 )
 
@@ -90,6 +99,9 @@ def templates() -> Jinja2Templates:
         decision_zh=formats.DECISION_ZH,
         review_status_zh=formats.REVIEW_STATUS_ZH,
         provinces=PROVINCE_NAMES_ZH,
+        crime_types_zh=CRIME_TYPES_ZH,
+        harm_outcomes_zh=HARM_OUTCOMES_ZH,
+        urgency_zh={name: fact.zh for name, fact in URGENCY_FACTS.items()},
     )
     env.filters.update(
         yuan=formats.yuan,
@@ -276,7 +288,14 @@ LEAD_CHOICES: dict[str, tuple[str, Any]] = {
     **{name: ("lead", name) for name in formats.LEAD_ZH},
 }
 DEVIATION_CHOICES = {"outside": True, "inside": False}
-FORM_FIELD_OF = {"flagged": "lead", "outside_interval": "deviation", "offset": "page"}
+GRANTED_CHOICES = {"yes": True, "no": False}
+FORM_FIELD_OF = {
+    "flagged": "lead",
+    "outside_interval": "deviation",
+    "offset": "page",
+    "since": "from",
+    "until": "to",
+}
 FILTER_HINTS_ZH = {
     "case_id": "案件编号最长 64 个字符",
     "province_code": "不是有效的省份代码",
@@ -286,11 +305,45 @@ FILTER_HINTS_ZH = {
     "order_lead": "不是可选的线索类型",
     "limit": "每页条数应在 1 到 200 之间",
     "page": "页码超出范围",
+    "aid_grade": "不是可选的救助等级",
+    "decision_year": "决定年度应为可选范围内的四位年份",
+    "crime_type": "不是可选的案由",
+    "harm_outcome": "不是可选的损害后果",
 }
 
 
 def _message(problem: schemas.ProblemDetail) -> str:
     return f"{problem.rule_zh}：{problem.rule}"
+
+
+def day_range(query: Mapping[str, str]) -> tuple[dict[str, dt.datetime], dict[str, str]]:
+    """A form's ``from`` and ``to`` Beijing days as moments, or the errors by form field.
+
+    ``from`` is the start of its day, ``to`` the end of its day (the next day's start).
+    """
+    values: dict[str, dt.datetime] = {}
+    errors: dict[str, str] = {}
+    for name, days in (("from", 0), ("to", 1)):
+        text = query.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            errors[name] = f"日期应写作 2025-03-04，而不是 {text!r} (a date: YYYY-MM-DD)"
+            continue
+        values[name] = dt.datetime.combine(
+            day + dt.timedelta(days=days), dt.time(), formats.BEIJING
+        )
+    if "from" in values and "to" in values and values["from"] >= values["to"]:
+        errors["to"] = "结束日期早于开始日期 (the end is before the start)"
+    return values, errors
+
+
+def grade_choices(state: ServiceState) -> dict[int, str]:
+    """The aid grades a form offers: the serving policy's bands (the default's before a load)."""
+    grades = DEFAULT_AID_GRADES if state.model is None else state.model.bundle.policy.aid_grades
+    return {band.grade: band.label for band in sorted(grades.bands, key=lambda b: b.grade)}
 
 
 def filters_from_form(
@@ -302,7 +355,18 @@ def filters_from_form(
     """
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name in ("case_id", "province_code", "office_code", "review_status", "order"):
+    names = (
+        "case_id",
+        "province_code",
+        "office_code",
+        "review_status",
+        "order",
+        "aid_grade",
+        "decision_year",
+        "crime_type",
+        "harm_outcome",
+    )
+    for name in names:
         text = query.get(name, "").strip()
         if text:
             values[name] = text
@@ -321,20 +385,15 @@ def filters_from_form(
             values["outside_interval"] = DEVIATION_CHOICES[deviation]
         else:
             errors["deviation"] = "不是可选的偏离条件 (not a deviation choice)"
-    for name, days in (("from", 0), ("to", 1)):
-        text = query.get(name, "").strip()
-        if not text:
-            continue
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            errors[name] = f"日期应写作 2025-03-04，而不是 {text!r} (a date: YYYY-MM-DD)"
-            continue
-        values[name] = dt.datetime.combine(
-            day + dt.timedelta(days=days), dt.time(), formats.BEIJING
-        )
-    if "from" in values and "to" in values and values["from"] >= values["to"]:
-        errors["to"] = "结束日期早于开始日期 (the end is before the start)"
+    granted = query.get("granted", "").strip()
+    if granted:
+        if granted in GRANTED_CHOICES:
+            values["granted"] = GRANTED_CHOICES[granted]
+        else:
+            errors["granted"] = "不是可选的实际金额条件 (not a granted-amount choice)"
+    days, day_errors = day_range(query)
+    values.update(days)
+    errors.update(day_errors)
     page = 1
     page_text = query.get("page", "").strip() or "1"
     try:
@@ -403,6 +462,7 @@ def list_rows(page: schemas.PredictionPage) -> list[dict[str, Any]]:
     for item in page.items:
         answer = item.response
         deviation = answer.get("deviation") or {}
+        grade = answer.get("aid_grade") or {}
         leads = answer["leads"]
         rows.append(
             {
@@ -415,6 +475,7 @@ def list_rows(page: schemas.PredictionPage) -> list[dict[str, Any]]:
                 "granted": deviation.get("granted_amount_yuan"),
                 "ratio": deviation.get("ratio_to_reference"),
                 "outside": deviation.get("outside_interval"),
+                "grade": grade.get("label_zh"),
                 "leads": [
                     (
                         name,
@@ -644,6 +705,7 @@ def predictions_page(request: Request, state: State, visitor: PageVisitor) -> HT
         "page": page,
         "rows": list_rows(page) if page is not None else [],
         "base_query": urllib.parse.urlencode(kept),
+        "grades": grade_choices(state),
     }
     return render(
         request, "predictions.html", visitor, context, 422 if errors else 200, "predictions"
@@ -770,11 +832,14 @@ def install(app: FastAPI) -> None:
     The HTTP error handler replaces :func:`serving.errors.http_handler`, which it calls for
     every path outside /ui (the API's answers are unchanged).
     """
-    from serving.lead_pages import router as lead_router  # it builds on this module
+    # imported here: these pages build on this module's rendering and sessions
+    from serving.lead_pages import router as lead_router
+    from serving.supervision_pages import router as supervision_router
 
     app.include_router(home)
     app.include_router(router)
     app.include_router(lead_router)
+    app.include_router(supervision_router)
     app.mount(
         f"{PREFIX}/static",
         StaticFiles(directory=Path(__file__).with_name("static"), check_dir=False),

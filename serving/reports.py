@@ -63,6 +63,7 @@ def _answers_query(
     for name, value in (
         ("province_code", query.province_code),
         ("office_code", query.office_code),
+        ("aid_grade", query.aid_grade),
         ("from", query.since.isoformat() if query.since else None),
         ("to", query.until.isoformat() if query.until else None),
     ):
@@ -118,6 +119,7 @@ def deviation(
         scope=caller.scope,
         province_code=query.province_code,
         office_code=query.office_code,
+        aid_grade=query.aid_grade,
         since=query.since,
         until=query.until,
         granted=True,

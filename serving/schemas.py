@@ -487,6 +487,7 @@ class DeviationQuery(BaseModel):
     until: dt.datetime | None = Field(None, alias="to", description="answered before (exclusive)")
     province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
     office_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="办案检察院代码")
+    aid_grade: int | None = Field(None, ge=1, le=9, description="救助等级 (1 = 一级)")
     tolerance: float = Field(
         DEFAULT_TOLERANCE, gt=0, le=10, description="flag beyond ×(1+t) or ÷(1+t) of the parent"
     )

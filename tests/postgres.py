@@ -11,9 +11,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+
+from tests.parts import missing
 
 SERVER = os.environ.get("AIDREC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
@@ -27,9 +28,7 @@ def fresh_database() -> Iterator[str]:
             name = f"aidrec_test_{uuid.uuid4().hex[:12]}"
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
-        if os.environ.get("AIDREC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required here (AIDREC_REQUIRE_POSTGRES=1): {exc}")
-        pytest.skip(f"no PostgreSQL reachable at {SERVER}: {type(exc).__name__}")
+        missing("POSTGRES", "PostgreSQL", f"no PostgreSQL reachable at {SERVER}: {exc}")
     try:
         yield f"{SERVER}/{name}"
     finally:

@@ -22,6 +22,7 @@ from features.tables import read_table
 from serving.schemas import EXAMPLE_RECORD
 from serving.security import HEADER
 from tests.e2e.helpers import free_port, running
+from tests.parts import missing
 
 CHROMIUM = Path(os.environ.get("AIDREC_CHROMIUM", "/usr/bin/chromium"))
 # Root in a container: no sandbox; nothing fetched from outside while the tests run.
@@ -55,9 +56,7 @@ def chromium() -> Iterator[Any]:
     """Debian's chromium, headless, launched once for the session."""
     reason = _missing()
     if reason is not None:
-        if os.environ.get("AIDREC_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"a browser is required here (AIDREC_REQUIRE_BROWSER=1): {reason}")
-        pytest.skip(reason)
+        missing("BROWSER", "a browser", reason)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -14,6 +14,7 @@ import pytest
 
 from serving import formats
 from serving.guards import CONTENT_SECURITY_POLICY
+from serving.schemas import EXAMPLE_RECORD
 from serving.security import HEADER
 from tests.browser.conftest import AIDREC, PHONE, WIDE, XSS
 
@@ -206,12 +207,82 @@ def test_the_review_form_can_be_completed_with_the_keyboard_alone(
     ]
 
 
+SUPERVISED = (("630102", 30_000), ("630102", 26_000), ("630102", 34_000), ("630104", 2_000))
+SUPERVISED += (("630104", 1_500), ("630104", 2_500), ("630202", 31_000), ("630202", 29_000))
+"""Answers for the supervision page: office 630104 grants far below the others."""
+
+
+def score_supervised(server: dict[str, Any]) -> list[dict[str, Any]]:
+    """Score SUPERVISED (once per server) in province 63, which no other browser test uses."""
+    if "supervised" not in server:
+        answers = []
+        for i, (office, granted) in enumerate(SUPERVISED):
+            record = {**EXAMPLE_RECORD, "case_id": f"SUP-{i}", "province_code": "63"}
+            record["office_code"] = office
+            response = httpx.post(
+                f"{server['base']}/v1/score",
+                json={"record": record, "granted_amount_yuan": granted},
+                headers={HEADER: server["keys"]["case_system"]},
+                timeout=60,
+            )
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+        server["supervised"] = answers
+    return list(server["supervised"])
+
+
+def test_a_supervisor_regroups_the_deviation_and_drills_down_to_an_answer(
+    context: Any, server: dict[str, Any]
+) -> None:
+    answers = score_supervised(server)
+    page = context.new_page()
+    sign_in(page, server)
+    page.click("nav >> text=同案不同救监督")
+    page.wait_for_url(re.compile(r".*/ui/deviation$"))
+    page.select_option("#province_code", "63")
+    page.fill("#min_cases", "1")
+    page.click("button:has-text('统计')")
+    page.wait_for_url(re.compile(r".*/ui/deviation\?group_by=office.*province_code=63.*"))
+    assert page.inner_text("#overall-count") == str(len(SUPERVISED))
+    offices = page.locator("#group-table tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.group)"
+    )
+    assert sorted(offices) == ["630102", "630104", "630202"]
+    assert "偏低" in page.inner_text("#group-table tr[data-group='630104']")
+    assert page.locator("#groups .chart-wide svg").is_visible()
+    # regroup by year: one group, 2025 (the example record's year)
+    page.select_option("#group_by", "year")
+    page.click("button:has-text('统计')")
+    page.wait_for_url(re.compile(r".*group_by=year.*"))
+    assert page.inner_text("#groups-h").startswith("按决定年度")
+    assert texts_of(page, "#group-table tbody th") == ["2025年"]
+    assert page.locator("#province_code").input_value() == "63"
+    # back to offices, and down to the stingy office's answers, then to one of them
+    page.select_option("#group_by", "office")
+    page.click("button:has-text('统计')")
+    page.wait_for_url(re.compile(r".*group_by=office.*"))
+    page.click("#group-table tr[data-group='630104'] th a")
+    page.wait_for_url(re.compile(r".*/ui/predictions\?.*office_code=630104.*"))
+    assert page.locator("#granted").input_value() == "yes"
+    stingy = {a["case_id"] for a, (o, _) in zip(answers, SUPERVISED, strict=True) if o == "630104"}
+    assert set(texts_of(page, "table.list tbody td[data-label='案件编号'] a")) == stingy
+    with page.expect_navigation():
+        page.locator("table.list tbody td[data-label='案件编号'] a").first.click()
+    opened = next(a for a in answers if a["case_id"] == page.inner_text("#case-id"))
+    assert page.inner_text("#granted-amount") == formats.yuan(
+        opened["deviation"]["granted_amount_yuan"]
+    )
+    assert page.inner_text("#aid-grade") == opened["aid_grade"]["label_zh"]
+
+
 PAGES = {
     "login": "/ui/login",
     "list": "/ui/predictions",
     "list-filtered-error": "/ui/predictions?office_code=12&from=2025-13-01",
     "answer": "/ui/predictions/{example}",
     "model": "/ui/model",
+    "deviation": "/ui/deviation?group_by=office&min_cases=1",
+    "deviation-error": "/ui/deviation?group_by=city&office_code=12",
     "not-found": "/ui/predictions/no-such-answer",
 }
 
@@ -249,6 +320,14 @@ def test_every_page_renders_in_chinese_at_desktop_and_phone_width(
             assert box is not None
             target = ROOT / "docs" / "screenshots" / "answer.png"
             target.parent.mkdir(parents=True, exist_ok=True)
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": box["y"] + box["height"] + 16}
+            page.screenshot(path=target, full_page=True, clip=clip)
+            # and the supervision page, with the answers of the supervision test
+            score_supervised(server)
+            page.goto(server["base"] + "/ui/deviation?province_code=63&min_cases=1")
+            box = page.locator("#groups").bounding_box()
+            assert box is not None
+            target = ROOT / "docs" / "screenshots" / "deviation.png"
             clip = {"x": 0, "y": 0, "width": size["width"], "height": box["y"] + box["height"] + 16}
             page.screenshot(path=target, full_page=True, clip=clip)
     finally:

@@ -184,3 +184,52 @@ def test_numbers_dates_and_values_read_as_a_chinese_reader_expects() -> None:
         "other",
     ]
     assert formats.years([2018, 2016, 2023]) == "2016–2023 年"
+
+
+RATIO_ROWS = [
+    charts.RatioRow("320104", 40, 0.9, 1.0, 1.1, parent_median=1.0),
+    charts.RatioRow(
+        "320105", 35, 1.4, 1.6, 1.9, parent_median=1.0, flag="generous", flag_zh="偏高"
+    ),
+    charts.RatioRow(
+        "<b>3201</b>", 31, 0.3, 0.5, 0.6, parent_median=1.0, flag="stingy", flag_zh="偏低"
+    ),
+    charts.RatioRow("320199", 2, 4.0, 6.0, 9.0),
+]
+
+
+@pytest.mark.parametrize("width", [charts.WIDTH, charts.NARROW])
+def test_ratio_rows_place_quartiles_and_medians_on_one_axis_and_colour_the_flags(
+    width: int,
+) -> None:
+    svg = parse(charts.ratio_rows("dev", "按办案检察院", RATIO_ROWS, width))
+    boxes = bars(svg)
+    assert len(boxes) == len(RATIO_ROWS)
+    assert [fill for _, _, fill, _ in boxes] == [
+        charts.UNFLAGGED,
+        charts.UP,
+        charts.DOWN,
+        charts.UNFLAGGED,
+    ]
+    medians = [
+        float(line.get("x1", 0))
+        for line in svg.iter(f"{SVG}line")
+        if (tip := line.find(f"{SVG}title")) is not None and "中位数" in (tip.text or "")
+    ]
+    assert medians[2] < medians[0] < medians[1] < medians[3]
+    # one scale: each median lies inside its own quartile bar
+    for (x0, x1, _, _), median in zip(boxes, medians, strict=True):
+        assert x0 - 0.2 <= median <= x1 + 0.2
+    # ratios beyond 3× are drawn at the axis's end, inside the drawing
+    assert medians[3] <= width and boxes[3][1] <= width
+    labels = texts(svg)
+    assert "320105（35 件） 偏高" in labels and "<b>3201</b>（31 件） 偏低" in labels
+    desc = svg.find(f"{SVG}desc")
+    assert desc is not None and "320104 40 件，中位数 100%" in (desc.text or "")
+    assert "<b>" not in str(charts.ratio_rows("dev", "t", RATIO_ROWS, width))
+
+
+def test_ratio_rows_axis_covers_the_reference_when_every_group_is_below_it() -> None:
+    rows = [charts.RatioRow("A", 5, 0.1, 0.2, 0.3)]
+    svg = parse(charts.ratio_rows("low", "t", rows))
+    assert "100%" in texts(svg) and "150%" in texts(svg)
