@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from tqdm import tqdm
 
 from aidrec.settings import settings_of
 from serving.answer_index import AnswerQuery
@@ -150,18 +151,21 @@ def sync(ctx: typer.Context, policy: PolicyOption = None) -> None:
     store = _open(ctx, policy)
     audit = store.audit
 
-    def stored() -> Any:
+    def stored(bar: tqdm[Any]) -> Any:
         offset = 0
         while True:
             page, total = audit.predictions(AnswerQuery(flagged=True), SYNC_PAGE, offset)
+            bar.total = total
             for record in page:
                 yield record.payload["request"]["record"], record.payload["response"]
+            bar.update(len(page))
             offset += SYNC_PAGE
             if offset >= total:
                 return
 
     try:
-        summary = sync_answers(stored(), store)
+        with tqdm(desc="stored answers with a flagged lead", unit="answer") as bar:
+            summary = sync_answers(stored(bar), store)
     except (AuditError, LeadError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

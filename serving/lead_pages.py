@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -57,11 +57,17 @@ ACTION_ZH = {
     "assigned": "指定承办人",
     "reopened": "重新打开",
 }
-REASON_ZH = {
+REASON_ZH: dict[str, tuple[str, Callable[[Any], str]]] = {
     "probability": ("模型概率", formats.percent),
     "threshold": ("标记阈值", formats.percent),
     "reference_amount_yuan": ("参考金额", formats.yuan),
     "ceiling_yuan": ("法定救助上限", formats.yuan),
+    "rule": ("规则编号", str),
+    "rule_zh": ("规则", str),
+    "act_department_zh": ("应履职部门", str),
+    "rules_version": ("规则版本", str),
+    "eligibility_status": ("资格判断", str),
+    "contribution_unit": ("贡献单位", str),
 }
 """The plain facts a lead's reasons may carry: their Chinese name and how they are shown."""
 SOURCE_ZH = {lead_service.CASE_SYSTEM_SOURCE: "办案系统填报", **DEPARTMENTS}
@@ -191,7 +197,10 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
             for item in top
         ],
         "rule_hits": hits,
-        "facts": facts if isinstance(facts, Mapping) else {},
+        "facts": [
+            (FIELD_BY_NAME[name].zh if name in FIELD_BY_NAME else name, name, value)
+            for name, value in (facts.items() if isinstance(facts, Mapping) else ())
+        ],
         "other": [
             (REASON_ZH[k][0], REASON_ZH[k][1](v)) if k in REASON_ZH else (k, v)
             for k, v in reasons.items()
@@ -201,7 +210,7 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
             {
                 "department": source.get("department_zh")
                 or SOURCE_ZH.get(str(source.get("department")), source.get("department", "")),
-                "snapshot": source.get("snapshot", ""),
+                "snapshot": source.get("snapshot") or "—",
                 "field": FIELD_BY_NAME[source["field"]].zh
                 if source.get("field") in FIELD_BY_NAME
                 else source.get("field", ""),

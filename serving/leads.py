@@ -449,6 +449,10 @@ class LeadStore:
         for attempt in (1, 2):
             try:
                 return self._write_batch(batch, actor)
+            except _Moved:  # a lead left `new` meanwhile: the batch was rolled back whole
+                if attempt == 2:
+                    raise AuditError("leads kept changing while they were registered") from None
+                log.info("a reviewer moved some of these leads meanwhile; retrying")
             except AuditError as exc:
                 cause = exc.__cause__
                 if attempt == 2 or not isinstance(cause, IntegrityError):
@@ -566,11 +570,13 @@ class LeadStore:
                 connection.execute(insert(leads), created)
             for values in updated:
                 changes = {k: v for k, v in values.items() if k != "lead_id"}
-                connection.execute(
+                moved = connection.execute(
                     update(leads)
                     .where(leads.c.id == values["lead_id"], leads.c.status == NEW)
                     .values(**changes)
-                )
+                ).rowcount
+                if moved != 1:  # no longer new: its event and record must not be written
+                    raise _Moved()
             if events:
                 connection.execute(insert(lead_events), events)
 

@@ -832,7 +832,7 @@ def install(app: FastAPI) -> None:
     The HTTP error handler replaces :func:`serving.errors.http_handler`, which it calls for
     every path outside /ui (the API's answers are unchanged).
     """
-    # imported here: the lead and supervision pages build on this module's rendering and sessions
+    # imported here: these pages build on this module's rendering and sessions
     from serving.lead_pages import router as lead_router
     from serving.supervision_pages import router as supervision_router
 

@@ -88,8 +88,9 @@ class ServiceState:
     def lead_deadlines(self) -> LeadDeadlines:
         """The lead register's deadlines: the serving model's policy, else the shipped one."""
         model = self.model
-        if model is not None:
-            return model.bundle.policy.lead_deadlines
+        found = getattr(model.bundle.policy, "lead_deadlines", None) if model else None
+        if isinstance(found, LeadDeadlines):
+            return found
         if self.shipped_deadlines is None:
             self.shipped_deadlines = load_policy().lead_deadlines
         return self.shipped_deadlines

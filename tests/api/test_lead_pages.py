@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from features.contract import FIELD_BY_NAME
 from serving.leads import LeadCandidate, LeadStore
 from serving.scopes import Scope
 from serving.security import ApiKey, key_hash
@@ -100,6 +101,7 @@ def test_a_lead_shows_its_evidence_sources_and_history(
     assert "部门履职线索" in text and "规则线索" in text
     assert "数据来源" in text and "disability" in text and "2026-01-31" in text
     assert 'id="rule-facts"' in text and "disability_certificate" in text
+    assert FIELD_BY_NAME["disability_certificate"].zh in text  # the fact in Chinese
     assert "被害人年龄" in text and "+0.42" in text
     assert "登记" in re.search(r'id="lead-history".*?</ol>', text, re.S).group(0)  # type: ignore[union-attr]
 

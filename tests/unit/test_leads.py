@@ -142,6 +142,32 @@ def test_every_registration_and_transition_is_in_the_chain_and_the_history(
     assert verify_chain(store.engine, store.audit.secrets).ok
 
 
+def test_a_lead_moved_on_while_it_is_registered_again_is_left_alone(
+    store: LeadStore, tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register([candidate("C1")])
+    lead = store.find("C1", "judicial_aid")
+    assert lead is not None
+    other = _store(f"sqlite:///{tmp_path / 'audit.db'}", tmp_path, clock)  # another replica
+    original = store.audit.append_many
+    calls = []
+
+    def racing(entries: object, alongside: object = None) -> object:
+        if not calls:  # the other replica transfers the lead between the read and the write
+            move(other, lead.id, TRANSFERRED, department="civil_affairs")
+        calls.append(1)
+        return original(entries, alongside)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.audit, "append_many", racing)
+    summary = store.register([candidate("C1", score=0.99)])
+    assert (summary.created, summary.updated, summary.unchanged) == (0, 0, 1)
+    found = store.get(lead.id)
+    assert found is not None and found.status == TRANSFERRED and found.score == 0.8
+    assert [e.action for e in found.history] == ["created", "transition"]
+    assert verify_chain(store.engine, store.audit.secrets).ok
+    other.engine.dispose()
+
+
 def test_a_live_answers_registration_is_covered_by_the_answers_own_record(
     store: LeadStore,
 ) -> None:
