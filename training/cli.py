@@ -212,11 +212,13 @@ def promote(
         if champion_version == challenger_version:
             typer.echo(f"version {challenger_version} is already {CHAMPION}")
             return
+        challenger, _ = load_bundle(f"models:/{name}/{challenger_version}")  # loads, as served
         if data is None and champion_version is None:
-            decision = first_promotion(run_metrics(name, challenger_version))
+            decision = first_promotion(
+                run_metrics(name, challenger_version), list(challenger.leads)
+            )
         else:
             path = data or _logged_data(name, challenger_version)
-            challenger, _ = load_bundle(f"models:/{name}/{challenger_version}")
             history = load_history(path, drop_invalid=True)
             holdout = history.loc[split_by_time(history, challenger.config).holdout]
             challenger_metrics = evaluate_bundle(challenger, holdout).metrics

@@ -45,6 +45,7 @@ DATA_DIGEST_TAG = "data_sha256"  # the run tag with the SHA-256 of that file's b
 DATASET_DIGEST_CHARS = 16  # MLflow keeps a dataset digest in 36 characters at most
 LOCAL_SOURCE = "local"  # MLflow's dataset source type for a file on this machine
 PREVIOUS_CHAMPION_TAG = "previous_champion"  # on a promoted version: the champion it replaced
+PROMOTION_TAG_LIMIT = 5000  # characters of a tag value every MLflow store accepts
 
 
 class RegistryError(RuntimeError):
@@ -334,6 +335,12 @@ class PromotionDecision:
     reason: str
     challenger: dict[str, float]
     champion: dict[str, float] | None
+    compared: tuple[str, ...] = ()  # the metrics the gate compares (kept when space is short)
+
+
+def gate_metrics(lead_names: list[str]) -> tuple[str, ...]:
+    """The metrics the gate compares: the amount's MAE in yuan and every lead's AUC."""
+    return ("amount_mae_yuan", *(f"{name}_auc" for name in lead_names))
 
 
 def promotion_decision(
@@ -347,9 +354,10 @@ def promotion_decision(
     Primary metrics: the amount's MAE in yuan (relative tolerance) and every lead's AUC
     (absolute tolerance), all measured on the same holdout rows.
     """
+    compared = gate_metrics(lead_names)
     if champion is None:
         return PromotionDecision(
-            True, "no champion yet: the first model is promoted", challenger, None
+            True, "no champion yet: the first model is promoted", challenger, None, compared
         )
     amount_tolerance = config.promotion.get("amount_mae_yuan_relative", 0.02)
     auc_tolerance = config.promotion.get("lead_auc_absolute", 0.005)
@@ -368,7 +376,7 @@ def promotion_decision(
             )
     if worse:
         return PromotionDecision(
-            False, "challenger is worse: " + "; ".join(worse), challenger, champion
+            False, "challenger is worse: " + "; ".join(worse), challenger, champion, compared
         )
     aucs = [
         f"{n} AUC {challenger[f'{n}_auc']:.4f} vs {champion[f'{n}_auc']:.4f}" for n in lead_names
@@ -377,10 +385,12 @@ def promotion_decision(
         f"amount MAE {challenger['amount_mae_yuan']:.0f} vs {champion['amount_mae_yuan']:.0f} "
         "yuan; " + ", ".join(aucs)
     )
-    return PromotionDecision(True, "not worse within tolerance: " + summary, challenger, champion)
+    return PromotionDecision(
+        True, "not worse within tolerance: " + summary, challenger, champion, compared
+    )
 
 
-def first_promotion(logged_metrics: dict[str, float]) -> PromotionDecision:
+def first_promotion(logged_metrics: dict[str, float], lead_names: list[str]) -> PromotionDecision:
     """The first model is promoted without an evaluation: there is nothing to compare it with.
 
     ``logged_metrics`` (its training run's own holdout) are recorded with the decision.
@@ -391,7 +401,25 @@ def first_promotion(logged_metrics: dict[str, float]) -> PromotionDecision:
         "(the metrics are its training run's own holdout)",
         logged_metrics,
         None,
+        gate_metrics(lead_names),
     )
+
+
+def _promotion_metrics(decision: PromotionDecision) -> str:
+    """The decision's metrics as JSON within a tag's limit: all of them, else the gate's.
+
+    A cut JSON text would be unreadable; when every metric does not fit, the ones the gate
+    compared are kept (the rest are on the runs).
+    """
+    both = {"challenger": decision.challenger, "champion": decision.champion}
+    text = json.dumps(both, default=float)
+    if len(text) <= PROMOTION_TAG_LIMIT:
+        return text
+    kept = {
+        side: None if found is None else {k: found[k] for k in decision.compared if k in found}
+        for side, found in both.items()
+    }
+    return json.dumps(kept, default=float)
 
 
 def record_promotion(registered_model: str, version: str, decision: PromotionDecision) -> None:
@@ -405,9 +433,7 @@ def record_promotion(registered_model: str, version: str, decision: PromotionDec
     tags = {
         "promotion_decision": "promoted" if decision.promote else "refused",
         "promotion_reason": decision.reason,
-        "promotion_metrics": json.dumps(
-            {"challenger": decision.challenger, "champion": decision.champion}, default=float
-        )[:5000],
+        "promotion_metrics": _promotion_metrics(decision),
     }
     for key, value in tags.items():
         client.set_model_version_tag(registered_model, version, key, value)

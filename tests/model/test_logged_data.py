@@ -126,7 +126,11 @@ def test_train_then_promote_in_an_empty_directory_and_roll_back(fresh: Invoke) -
     result = fresh("promote")
     assert result.exit_code == 0, result.output
     assert "version 2 promoted: not worse" in result.output  # evaluated, on cases.parquet
-    assert client.get_model_version(MODEL, "2").tags[PREVIOUS_CHAMPION_TAG] == "1"
+    promoted = client.get_model_version(MODEL, "2").tags
+    assert promoted[PREVIOUS_CHAMPION_TAG] == "1"
+    recorded = json.loads(promoted["promotion_metrics"])  # whole JSON, however many metrics
+    assert set(recorded["challenger"]) >= {"amount_mae_yuan", "judicial_aid_auc"}
+    assert recorded["champion"]["amount_mae_yuan"] > 0
 
     result = fresh("rollback")
     assert result.exit_code == 0, result.output
