@@ -24,7 +24,9 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.data.dataset_source_registry import get_dataset_source_from_json
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from training.bundle import ModelBundle
 from training.config import TrainingConfig
@@ -223,7 +225,7 @@ def log_training_run(
     )
 
 
-def _run_of(registered_model: str, version: str) -> Any:
+def _run_of(registered_model: str, version: str) -> Run:
     client = MlflowClient()
     try:
         return client.get_run(str(client.get_model_version(registered_model, version).run_id))
@@ -251,7 +253,7 @@ def training_data(registered_model: str, version: str) -> Path:
         found.dataset
         for found in inputs
         if found.dataset.source_type == LOCAL_SOURCE
-        and any(t.key == "mlflow.data.context" and t.value == TRAINING_CONTEXT for t in found.tags)
+        and any(t.key == MLFLOW_DATASET_CONTEXT and t.value == TRAINING_CONTEXT for t in found.tags)
     ]
     if not logged:
         raise TrainingDataError(
