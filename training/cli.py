@@ -25,11 +25,15 @@ from training.registry import (
     CHAMPION,
     Destination,
     RegistryError,
+    TrainingDataError,
     configure_tracking,
+    first_promotion,
     load_bundle,
     log_training_run,
     promotion_decision,
     record_promotion,
+    run_metrics,
+    training_data,
     version_for,
 )
 from training.registry import (
@@ -43,6 +47,19 @@ log = logging.getLogger(__name__)
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
+
+
+def _logged_data(registered_model: str, version: str) -> Path:
+    """A version's own training file, or an error saying to name a history with --data."""
+    try:
+        return training_data(registered_model, version)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{exc}: pass --data PATH with the history to use") from None
+
+
+def default_output(input: Path) -> Path:
+    """Where ``score-file`` writes without ``--output``: beside the input, same format."""
+    return input.with_name(f"{input.stem}.scores{input.suffix}")
 
 
 def load_history(path: Path, drop_invalid: bool) -> pd.DataFrame:
@@ -121,7 +138,7 @@ def train(
                 bundle, history.loc[split.holdout], history.loc[split.train]
             )
             bar.update(1)
-        logged = log_training_run(bundle, evaluation, history, destination(settings), str(data))
+        logged = log_training_run(bundle, evaluation, history, destination(settings), data)
     except (
         TableError,
         ContractError,
@@ -145,7 +162,10 @@ def train(
 
 def evaluate(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(help="history file with outcomes")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="history file with outcomes (default: the version's training data)"),
+    ] = None,
     model_uri: Annotated[str, typer.Option(help="registered model")] = "",
 ) -> None:
     """Evaluate a registered version on the newest years of a history (JSON on stdout)."""
@@ -154,7 +174,8 @@ def evaluate(
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
     try:
         bundle, info = load_bundle(uri)
-        history = load_history(data, drop_invalid=True)
+        path = data or _logged_data(info["name"], info["version"])
+        history = load_history(path, drop_invalid=True)
         split = split_by_time(history, bundle.config)
         evaluation = evaluate_bundle(
             bundle, history.loc[split.holdout], history.loc[split.train | split.validation]
@@ -167,14 +188,22 @@ def evaluate(
 def promote(
     ctx: typer.Context,
     data: Annotated[
-        Path | None, typer.Option(help="history whose newest years are the common holdout")
+        Path | None,
+        typer.Option(
+            help="history whose newest years are the common holdout "
+            "(default: the challenger's training data)"
+        ),
     ] = None,
 ) -> None:
-    """Move champion to the challenger unless it is worse on the same holdout."""
+    """Move champion to the challenger unless it is worse on the same holdout.
+
+    Without ``--data`` both are evaluated on the challenger's own training file, as logged
+    (it must still be there, unchanged); with no champion yet the challenger is promoted
+    without an evaluation.
+    """
     settings = settings_of(ctx)
     configure_tracking(settings.tracking_store_uri)
     name = settings.registered_model
-    path = data or settings.history_path
     try:
         challenger_version = version_for(name, CHALLENGER)
         if challenger_version is None:
@@ -183,17 +212,23 @@ def promote(
         if champion_version == challenger_version:
             typer.echo(f"version {challenger_version} is already {CHAMPION}")
             return
-        challenger, _ = load_bundle(f"models:/{name}/{challenger_version}")
-        history = load_history(path, drop_invalid=True)
-        holdout = history.loc[split_by_time(history, challenger.config).holdout]
-        challenger_metrics = evaluate_bundle(challenger, holdout).metrics
-        champion_metrics = None
-        if champion_version is not None:
-            champion, _ = load_bundle(f"models:/{name}/{champion_version}")
-            champion_metrics = evaluate_bundle(champion, holdout).metrics
-        decision = promotion_decision(
-            challenger_metrics, champion_metrics, challenger.config, list(challenger.leads)
-        )
+        challenger, _ = load_bundle(f"models:/{name}/{challenger_version}")  # loads, as served
+        if data is None and champion_version is None:
+            decision = first_promotion(
+                run_metrics(name, challenger_version), list(challenger.leads)
+            )
+        else:
+            path = data or _logged_data(name, challenger_version)
+            history = load_history(path, drop_invalid=True)
+            holdout = history.loc[split_by_time(history, challenger.config).holdout]
+            challenger_metrics = evaluate_bundle(challenger, holdout).metrics
+            champion_metrics = None
+            if champion_version is not None:
+                champion, _ = load_bundle(f"models:/{name}/{champion_version}")
+                champion_metrics = evaluate_bundle(champion, holdout).metrics
+            decision = promotion_decision(
+                challenger_metrics, champion_metrics, challenger.config, list(challenger.leads)
+            )
         record_promotion(name, challenger_version, decision)
     except (TableError, ContractError, TrainingError, RegistryError) as exc:
         raise _fail(str(exc)) from None
@@ -205,33 +240,46 @@ def promote(
 
 def rollback(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="the version to serve again")],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="the version to serve again (default: the champion's predecessor)"
+        ),
+    ] = None,
 ) -> None:
-    """Point champion back at an earlier version."""
+    """Point champion back at an earlier version: the one it replaced, or the one named."""
     settings = settings_of(ctx)
     configure_tracking(settings.tracking_store_uri)
     try:
-        previous = rollback_alias(settings.registered_model, to)
+        previous, current = rollback_alias(settings.registered_model, to)
     except RegistryError as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(f"{CHAMPION} moved from version {previous} to {to}")
+        hint = "" if to else ": name a version with --to"
+        raise _fail(f"{exc}{hint}") from None
+    typer.echo(f"{CHAMPION} moved from version {previous} to {current}")
 
 
 def score_file(
     ctx: typer.Context,
     input: Annotated[Path, typer.Option("--input", help="case records, CSV or Parquet")],
-    output: Annotated[Path, typer.Option("--output", help="scores, CSV or Parquet")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", help="scores, CSV or Parquet (default: INPUT's name with .scores)"
+        ),
+    ] = None,
     model_uri: Annotated[str, typer.Option(help="registered model")] = "",
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows per chunk")] = 100_000,
 ) -> None:
     """Score a file of case records in chunks: one output row per case.
 
     With an ``aid_amount_yuan`` column, each row also says how the amount granted compares
-    with the reference (``ratio_to_reference``, ``outside_interval``).
+    with the reference (``ratio_to_reference``, ``outside_interval``). Without ``--output``
+    the scores go beside the input (``cases.csv`` → ``cases.scores.csv``).
     """
     settings = settings_of(ctx)
     configure_tracking(settings.tracking_store_uri)
     uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
+    output = output or default_output(input)
     try:
         out_format = table_format(output)
         table_format(input)

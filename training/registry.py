@@ -10,6 +10,7 @@ local artifacts under the data directory; ``MLFLOW_TRACKING_URI`` overrides it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import tempfile
@@ -21,7 +22,11 @@ import joblib
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from training.bundle import ModelBundle
 from training.config import TrainingConfig
@@ -36,10 +41,21 @@ PRIMARY_LEAD = "judicial_aid"
 BUNDLE_ARTIFACT = "artifacts/bundle.joblib"
 """Where a logged pyfunc keeps the bundle, relative to the model's folder."""
 PLOTS_FOLDER = "plots"  # where a run keeps its evaluation plots
+TRAINING_CONTEXT = "training"  # the context of a run's training-data input
+DATA_PATH_TAG = "data_path"  # the run tag with the training file's resolved path
+DATA_DIGEST_TAG = "data_sha256"  # the run tag with the SHA-256 of that file's bytes
+DATASET_DIGEST_CHARS = 16  # MLflow keeps a dataset digest in 36 characters at most
+LOCAL_SOURCE = "local"  # MLflow's dataset source type for a file on this machine
+PREVIOUS_CHAMPION_TAG = "previous_champion"  # on a promoted version: the champion it replaced
+PROMOTION_TAG_LIMIT = 5000  # characters of a tag value every MLflow store accepts
 
 
 class RegistryError(RuntimeError):
     """The registry cannot do what was asked (no such version, no champion...)."""
+
+
+class TrainingDataError(RegistryError):
+    """A version's logged training data cannot be used: none logged, gone, or changed."""
 
 
 def configure_tracking(tracking_uri: str) -> str:
@@ -71,6 +87,33 @@ def _experiment_id(destination: Destination) -> str:
             destination.experiment, artifact_location=destination.artifact_root.as_uri()
         )
     )
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes: the same file trains and evaluates the same way."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _log_training_data(path: Path, rows: int) -> dict[str, str]:
+    """Log a training file as the run's dataset input (source and digest); its tags.
+
+    A metadata-only dataset: the file stays where it is and the run records where it was
+    and what it held, so a later ``promote`` or ``evaluate`` can find it and tell whether it
+    changed since. The full digest is a run tag (a dataset's digest is kept short).
+    """
+    resolved = path.resolve()
+    sha256 = file_digest(resolved)
+    source = get_dataset_source_from_json(json.dumps({"uri": str(resolved)}), LOCAL_SOURCE)
+    # MLflow's stubs declare `profile` abstract; MetaDataset is concrete at run time
+    dataset = MetaDataset(  # type: ignore[abstract]
+        source, name=resolved.name, digest=sha256[:DATASET_DIGEST_CHARS]
+    )
+    mlflow.log_input(dataset, context=TRAINING_CONTEXT, tags={"rows": str(rows)})
+    return {DATA_PATH_TAG: str(resolved), DATA_DIGEST_TAG: sha256}
 
 
 def _flat_params(config: TrainingConfig) -> dict[str, Any]:
@@ -107,12 +150,14 @@ def log_training_run(
     evaluation: Evaluation,
     history: pd.DataFrame,
     destination: Destination,
-    data_path: str | None = None,
+    data_path: Path | str | None = None,
     tags: dict[str, str] | None = None,
 ) -> LoggedModel:
     """Log params, metrics, plots, the evaluation and the pyfunc; register; alias challenger.
 
-    ``tags`` go on the run and on the registered version (e.g. what a policy change changed).
+    ``data_path``, the file ``history`` was read from, is logged as the run's training
+    dataset (:func:`training_data` finds it again). ``tags`` go on the run and on the
+    registered version (e.g. what a policy change changed).
     """
     bundle.metadata["evaluation"] = evaluation.metrics
     registered_model = destination.registered_model
@@ -125,9 +170,12 @@ def log_training_run(
         folder = Path(tmp)
         mlflow.log_params(_flat_params(bundle.config))
         mlflow.log_metrics(evaluation.metrics)
+        data_tags = (
+            _log_training_data(Path(data_path), len(history)) if data_path else {DATA_PATH_TAG: ""}
+        )
         mlflow.set_tags(
             {
-                "data_path": data_path or "",
+                **data_tags,
                 "rows": str(len(history)),
                 "wage_table_version": bundle.metadata.get("wage_table_version", ""),
                 "policy_version": bundle.policy.version,
@@ -175,6 +223,57 @@ def log_training_run(
     return LoggedModel(
         run.info.run_id, version, f"models:/{registered_model}/{version}", mlflow.get_tracking_uri()
     )
+
+
+def _run_of(registered_model: str, version: str) -> Run:
+    client = MlflowClient()
+    try:
+        return client.get_run(str(client.get_model_version(registered_model, version).run_id))
+    except MlflowException as exc:
+        raise RegistryError(f"cannot read the run of {registered_model} version {version}") from exc
+
+
+def run_metrics(registered_model: str, version: str) -> dict[str, float]:
+    """The metrics a version's training run logged (its own holdout's evaluation)."""
+    return dict(_run_of(registered_model, version).data.metrics)
+
+
+def training_data(registered_model: str, version: str) -> Path:
+    """The file a version was trained on, checked to be there and unchanged.
+
+    Found from the run's training dataset input (:func:`log_training_run`); its bytes must
+    still have the digest logged then, or evaluating on it would not be what it says.
+
+    Raises:
+        TrainingDataError: no training data was logged, or the file is gone or changed.
+    """
+    run = _run_of(registered_model, version)
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    logged = [
+        found.dataset
+        for found in inputs
+        if found.dataset.source_type == LOCAL_SOURCE
+        and any(t.key == MLFLOW_DATASET_CONTEXT and t.value == TRAINING_CONTEXT for t in found.tags)
+    ]
+    if not logged:
+        raise TrainingDataError(
+            f"{registered_model} version {version}: its run logged no training data file"
+        )
+    dataset = logged[-1]
+    path = Path(json.loads(dataset.source)["uri"])  # a local source is {"uri": path}
+    if not path.is_file():
+        raise TrainingDataError(
+            f"{registered_model} version {version} was trained on {path}, which is gone"
+        )
+    expected = run.data.tags.get(DATA_DIGEST_TAG) or dataset.digest
+    found_digest = file_digest(path)
+    if not found_digest.startswith(expected):
+        raise TrainingDataError(
+            f"{path} changed since {registered_model} version {version} was trained on it "
+            f"(SHA-256 {expected[:DATASET_DIGEST_CHARS]}… then, "
+            f"{found_digest[:DATASET_DIGEST_CHARS]}… now)"
+        )
+    return path
 
 
 def version_for(registered_model: str, alias: str) -> str | None:
@@ -238,6 +337,12 @@ class PromotionDecision:
     reason: str
     challenger: dict[str, float]
     champion: dict[str, float] | None
+    compared: tuple[str, ...] = ()  # the metrics the gate compares (kept when space is short)
+
+
+def gate_metrics(lead_names: list[str]) -> tuple[str, ...]:
+    """The metrics the gate compares: the amount's MAE in yuan and every lead's AUC."""
+    return ("amount_mae_yuan", *(f"{name}_auc" for name in lead_names))
 
 
 def promotion_decision(
@@ -251,9 +356,10 @@ def promotion_decision(
     Primary metrics: the amount's MAE in yuan (relative tolerance) and every lead's AUC
     (absolute tolerance), all measured on the same holdout rows.
     """
+    compared = gate_metrics(lead_names)
     if champion is None:
         return PromotionDecision(
-            True, "no champion yet: the first model is promoted", challenger, None
+            True, "no champion yet: the first model is promoted", challenger, None, compared
         )
     amount_tolerance = config.promotion.get("amount_mae_yuan_relative", 0.02)
     auc_tolerance = config.promotion.get("lead_auc_absolute", 0.005)
@@ -272,7 +378,7 @@ def promotion_decision(
             )
     if worse:
         return PromotionDecision(
-            False, "challenger is worse: " + "; ".join(worse), challenger, champion
+            False, "challenger is worse: " + "; ".join(worse), challenger, champion, compared
         )
     aucs = [
         f"{n} AUC {challenger[f'{n}_auc']:.4f} vs {champion[f'{n}_auc']:.4f}" for n in lead_names
@@ -281,22 +387,61 @@ def promotion_decision(
         f"amount MAE {challenger['amount_mae_yuan']:.0f} vs {champion['amount_mae_yuan']:.0f} "
         "yuan; " + ", ".join(aucs)
     )
-    return PromotionDecision(True, "not worse within tolerance: " + summary, challenger, champion)
+    return PromotionDecision(
+        True, "not worse within tolerance: " + summary, challenger, champion, compared
+    )
+
+
+def first_promotion(logged_metrics: dict[str, float], lead_names: list[str]) -> PromotionDecision:
+    """The first model is promoted without an evaluation: there is nothing to compare it with.
+
+    ``logged_metrics`` (its training run's own holdout) are recorded with the decision.
+    """
+    return PromotionDecision(
+        True,
+        "no champion yet: the first model is promoted without an evaluation "
+        "(the metrics are its training run's own holdout)",
+        logged_metrics,
+        None,
+        gate_metrics(lead_names),
+    )
+
+
+def _promotion_metrics(decision: PromotionDecision) -> str:
+    """The decision's metrics as JSON within a tag's limit: all of them, else the gate's.
+
+    A cut JSON text would be unreadable; when every metric does not fit, the ones the gate
+    compared are kept (the rest are on the runs).
+    """
+    both = {"challenger": decision.challenger, "champion": decision.champion}
+    text = json.dumps(both, default=float)
+    if len(text) <= PROMOTION_TAG_LIMIT:
+        return text
+    kept = {
+        side: None if found is None else {k: found[k] for k in decision.compared if k in found}
+        for side, found in both.items()
+    }
+    return json.dumps(kept, default=float)
 
 
 def record_promotion(registered_model: str, version: str, decision: PromotionDecision) -> None:
-    """Write the decision as tags on the version and move the alias if promoted."""
+    """Write the decision as tags on the version and move the alias if promoted.
+
+    A promoted version is tagged with the champion it replaced, where :func:`rollback`
+    goes back to when no version is named.
+    """
     client = MlflowClient()
+    previous = version_for(registered_model, CHAMPION)
     tags = {
         "promotion_decision": "promoted" if decision.promote else "refused",
         "promotion_reason": decision.reason,
-        "promotion_metrics": json.dumps(
-            {"challenger": decision.challenger, "champion": decision.champion}, default=float
-        )[:5000],
+        "promotion_metrics": _promotion_metrics(decision),
     }
     for key, value in tags.items():
         client.set_model_version_tag(registered_model, version, key, value)
     if decision.promote:
+        if previous is not None and previous != version:
+            client.set_model_version_tag(registered_model, version, PREVIOUS_CHAMPION_TAG, previous)
         client.set_registered_model_alias(registered_model, CHAMPION, version)
         log.info(
             "%s version %s is now %s: %s", registered_model, version, CHAMPION, decision.reason
@@ -305,9 +450,32 @@ def record_promotion(registered_model: str, version: str, decision: PromotionDec
         log.warning("%s version %s not promoted: %s", registered_model, version, decision.reason)
 
 
-def rollback(registered_model: str, to_version: str) -> str | None:
-    """Point ``champion`` back at an existing version; returns the version it left."""
+def previous_champion(registered_model: str) -> str:
+    """The version the champion replaced when it was promoted (its ``previous_champion``)."""
+    champion = version_for(registered_model, CHAMPION)
+    if champion is None:
+        raise RegistryError(f"{registered_model} has no {CHAMPION} to roll back")
+    try:
+        tags = MlflowClient().get_model_version(registered_model, champion).tags or {}
+    except MlflowException as exc:
+        raise RegistryError(f"cannot read {registered_model} version {champion}") from exc
+    previous = tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise RegistryError(
+            f"{registered_model} version {champion} (the {CHAMPION}) replaced no earlier "
+            f"{CHAMPION} when it was promoted"
+        )
+    return previous
+
+
+def rollback(registered_model: str, to_version: str | None = None) -> tuple[str | None, str]:
+    """Point ``champion`` back at a version; returns (the version it left, the one it is on).
+
+    Without ``to_version``, back to the champion the current one replaced.
+    """
     client = MlflowClient()
+    if to_version is None:
+        to_version = previous_champion(registered_model)
     try:
         client.get_model_version(registered_model, to_version)
     except MlflowException as exc:
@@ -318,7 +486,7 @@ def rollback(registered_model: str, to_version: str) -> str | None:
         registered_model, to_version, "rolled_back_from", previous or "none"
     )
     log.info("%s: %s moved from version %s to %s", registered_model, CHAMPION, previous, to_version)
-    return previous
+    return previous, to_version
 
 
 @dataclass(frozen=True)
