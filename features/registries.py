@@ -391,7 +391,7 @@ def join_registries(
         found, hits = _present(keys, dates, rows.get(kind, pd.DataFrame()), spec)
         present[kind] = found
         out[f"registry_{kind}"] = np.where(has_key, found.astype(float), np.nan)
-        field = _field_of(spec)
+        field = field_of(spec)
         for card in np.unique(hits[:, 0]) if len(hits) else []:
             held[card].append(
                 {
@@ -486,7 +486,8 @@ def _text(values: np.ndarray) -> np.ndarray:
     return np.array([v if isinstance(v, str) else None for v in values], dtype=object)
 
 
-def _field_of(spec: DepartmentSpec) -> str:
+def field_of(spec: DepartmentSpec) -> str:
+    """The contract field (or fact) a department answers for (its 数据来源 ``field``)."""
     if "low_income_status" in spec.supplies:
         return "low_income_status"
     if "disability_certificate" in spec.supplies:
