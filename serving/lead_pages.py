@@ -215,6 +215,13 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
                 if source.get("field") in FIELD_BY_NAME
                 else source.get("field", ""),
                 "code": source.get("field", ""),
+                "snapshot_id": source.get("snapshot_id"),
+                "conflict": (
+                    f"办案系统填报 {formats.field_value(source['field'], source.get('card'))}，"
+                    f"部门登记 {formats.field_value(source['field'], source.get('registry'))}"
+                    if source.get("conflict")
+                    else None
+                ),
             }
             for source in lead.sources
         ],
