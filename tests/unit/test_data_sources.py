@@ -215,6 +215,17 @@ def test_the_decision_date_picks_the_snapshot_and_a_pin_reads_the_old_one(
     assert [s.snapshots[0].snapshot_id for s in pinned.sources] == [old, old]
     assert list(pinned.columns["low_income_status"]) == ["dibao", "dibao"]
     assert pin_of(live.sources[1].model_dump(mode="json")) == (new,)
+    corrected = put(  # a corrected extract of the same date replaces the first
+        store,
+        "dibao",
+        dt.date(2025, 6, 30),
+        person_key=[key("a")],
+        status=["active"],
+        valid_from=["2020-01-01"],
+    )
+    again = join_live(columns, store, CONFIG)
+    assert [s.snapshots[0].snapshot_id for s in again.sources] == [old, corrected]
+    assert store.current(dt.date(2025, 12, 31))["dibao"].id == corrected  # as the screening
 
 
 def test_an_unreadable_store_answers_from_the_card(caplog: pytest.LogCaptureFixture) -> None:
