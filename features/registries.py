@@ -332,22 +332,42 @@ def card_dates(decision_years: np.ndarray, as_of: dt.date | None) -> np.ndarray:
 def _present(
     keys: np.ndarray, dates: np.ndarray, rows: pd.DataFrame, spec: DepartmentSpec
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per card: any active row valid on its date, and the indices of matching rows."""
+    """Per card: any active row valid on its date, and the (card, row position) pairs.
+
+    A many-to-many equi-join on ``person_key`` in numpy (the same cost per row for a chunk of
+    a million cards and for the one card of a live answer, where a pandas merge's fixed
+    overhead would dominate).
+    """
     n = len(keys)
     found = np.zeros(n, dtype=bool)
+    none = np.zeros((0, 2), dtype=int)
     if rows.empty:
-        return found, np.zeros((0, 2), dtype=int)
-    active = rows.loc[rows["status"].isin(spec.active)]
-    cards = pd.DataFrame({"person_key": keys, "card": np.arange(n), "date": dates})
-    cards = cards.loc[cards["person_key"].notna()]
-    merged = cards.merge(active.reset_index(names="row"), on="person_key", how="inner")
-    if merged.empty:
-        return found, np.zeros((0, 2), dtype=int)
-    start = merged["valid_from"].to_numpy(dtype="datetime64[D]")
-    end = pd.to_datetime(merged["valid_to"]).to_numpy(dtype="datetime64[D]")
-    day = merged["date"].to_numpy(dtype="datetime64[D]")
+        return found, none
+    active = np.flatnonzero(rows["status"].isin(spec.active).to_numpy())
+    cards = np.flatnonzero(pd.notna(keys))
+    if not len(active) or not len(cards):
+        return found, none
+    row_keys = rows["person_key"].to_numpy(dtype=object)[active]
+    codes, _ = pd.factorize(np.concatenate([np.asarray(keys, dtype=object)[cards], row_keys]))
+    card_codes, row_codes = codes[: len(cards)], codes[len(cards) :]
+    order = np.argsort(card_codes, kind="stable")
+    ordered = card_codes[order]
+    low = np.searchsorted(ordered, row_codes, "left")
+    counts = np.searchsorted(ordered, row_codes, "right") - low
+    total = int(counts.sum())
+    if not total:
+        return found, none
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    pair_card = cards[order[np.repeat(low, counts) + np.arange(total) - first]]
+    pair_row = active[np.repeat(np.arange(len(active)), counts)]
+    start = rows["valid_from"].to_numpy(dtype=object)[pair_row].astype("datetime64[D]")
+    end = pd.to_datetime(
+        pd.Series(rows["valid_to"].to_numpy(dtype=object)[pair_row], dtype=object)
+    ).to_numpy(dtype="datetime64[D]")
+    day = np.asarray(dates, dtype="datetime64[D]")[pair_card]
     valid = (start <= day) & (np.isnat(end) | (end >= day))
-    hits = merged.loc[valid, ["card", "row"]].to_numpy(dtype=int)
+    hits = np.column_stack([pair_card[valid], pair_row[valid]]).astype(int)
+    hits = hits[np.lexsort((hits[:, 1], hits[:, 0]))]
     found[hits[:, 0]] = True
     return found, hits
 
@@ -391,7 +411,7 @@ def join_registries(
         found, hits = _present(keys, dates, rows.get(kind, pd.DataFrame()), spec)
         present[kind] = found
         out[f"registry_{kind}"] = np.where(has_key, found.astype(float), np.nan)
-        field = _field_of(spec)
+        field = field_of(spec)
         for card in np.unique(hits[:, 0]) if len(hits) else []:
             held[card].append(
                 {
@@ -486,7 +506,8 @@ def _text(values: np.ndarray) -> np.ndarray:
     return np.array([v if isinstance(v, str) else None for v in values], dtype=object)
 
 
-def _field_of(spec: DepartmentSpec) -> str:
+def field_of(spec: DepartmentSpec) -> str:
+    """The contract field (or fact) a department answers for (its 数据来源 ``field``)."""
     if "low_income_status" in spec.supplies:
         return "low_income_status"
     if "disability_certificate" in spec.supplies:

@@ -111,6 +111,8 @@ def create_app(settings: Settings, loader: ModelLoader | None = None) -> FastAPI
         except Exception as exc:  # a failing store must not stop the shutdown
             log.error("no checkpoint at shutdown: %s", exc)
         state.audit.engine.dispose()
+        if state.registry_store is not None:
+            state.registry_store.close()
 
     app = FastAPI(
         title="aidrec: judicial-assistance reference amounts and leads",

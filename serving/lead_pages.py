@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from features.contract import FIELD_BY_NAME, rule_zh
-from serving import formats, lead_service
+from serving import data_sources, formats, lead_service
 from serving.deps import State
 from serving.errors import ContractViolation
 from serving.lead_schemas import LeadFilters, LeadOut, TransitionIn
@@ -70,7 +70,7 @@ REASON_ZH: dict[str, tuple[str, Callable[[Any], str]]] = {
     "contribution_unit": ("贡献单位", str),
 }
 """The plain facts a lead's reasons may carry: their Chinese name and how they are shown."""
-SOURCE_ZH = {lead_service.CASE_SYSTEM_SOURCE: "办案系统填报", **DEPARTMENTS}
+SOURCE_ZH = {data_sources.CASE_SYSTEM_SOURCE: data_sources.CASE_CARD_ZH, **DEPARTMENTS}
 """Departments a source may name, in Chinese (a registry's own ``department_zh`` wins)."""
 FILTER_HINTS_ZH = {
     "kind": "不是可选的线索类型",
@@ -215,6 +215,13 @@ def evidence(lead: LeadOut) -> dict[str, Any]:
                 if source.get("field") in FIELD_BY_NAME
                 else source.get("field", ""),
                 "code": source.get("field", ""),
+                "snapshot_id": source.get("snapshot_id"),
+                "conflict": (
+                    f"办案系统填报 {formats.field_value(source['field'], source.get('card'))}，"
+                    f"部门登记 {formats.field_value(source['field'], source.get('registry'))}"
+                    if source.get("conflict")
+                    else None
+                ),
             }
             for source in lead.sources
         ],

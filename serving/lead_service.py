@@ -21,6 +21,7 @@ from fastapi import HTTPException
 
 from serving import schemas
 from serving.audit import AuditError
+from serving.data_sources import lead_sources
 from serving.errors import ContractViolation, Unavailable, problem
 from serving.lead_schemas import LeadFilters, LeadOut, LeadPage, LeadReport, TransitionIn
 from serving.leads import (
@@ -36,11 +37,6 @@ from serving.security import ApiKey
 from serving.state import ServiceState
 
 log = logging.getLogger(__name__)
-
-ANSWER_FIELDS = ("low_income_status", "disability_certificate", "registry_flags")
-"""The record's fields a case system fills from other departments (an answer's 数据来源)."""
-CASE_SYSTEM_SOURCE = "case_system"
-"""The department of a fact the calling case system sent itself (no registry joined)."""
 
 
 def _store(state: ServiceState) -> LeadStore:
@@ -60,11 +56,7 @@ def answer_candidates(record: dict[str, Any], answer: dict[str, Any]) -> list[Le
         return []
     hits = answer["eligibility"]["rule_hits"]
     amount = answer["reference_amount"]
-    sources = answer.get("sources") or [
-        {"department": CASE_SYSTEM_SOURCE, "snapshot": answer["created_at"][:10], "field": name}
-        for name in ANSWER_FIELDS
-        if record.get(name) not in (None, [], "")
-    ]
+    sources = lead_sources(record, answer)
     candidates = []
     for name, lead in flagged.items():
         explanation = answer["explanations"].get(name) or {}

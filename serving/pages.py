@@ -607,6 +607,7 @@ def answer_view(record: schemas.PredictionRecord) -> dict[str, Any]:
             if spec.name in stored
         ],
         "granted_input": record.request.get("granted_amount_yuan"),
+        "sources": answer.get("data_sources"),
     }
 
 

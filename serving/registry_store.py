@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,18 +23,23 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     and_,
+    exists,
     func,
     insert,
+    inspect,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from serving.audit import make_engine
 
@@ -65,6 +70,9 @@ rows = Table(
     Column("valid_to", String(10)),
     Column("attributes", Text, nullable=False),
 )
+PERSON_INDEX = Index("ix_registry_rows_snapshot_person", rows.c.snapshot_id, rows.c.person_key)
+"""The live join's lookup (one person in the current snapshots); created on databases made
+before it too (:meth:`RegistryStore.open`), without touching their rows."""
 meta = Table(
     "registry_meta",
     metadata,
@@ -72,6 +80,8 @@ meta = Table(
     Column("value", String(128), nullable=False),
 )
 SECRET_CHECK = "person_key_secret_check"
+ROW_COLUMNS = ("person_key", "status", "valid_from", "valid_to", "attributes")
+"""A snapshot row's canonical columns (``features.registries.validate_extract``)."""
 
 
 class RegistryStoreError(RuntimeError):
@@ -114,6 +124,20 @@ class RegistryView:
         return {kind: s.as_of.isoformat() for kind, s in self.snapshots.items()}
 
 
+def _ensure_person_index(engine: Engine) -> None:
+    """Create :data:`PERSON_INDEX` on a store made before it (rows untouched).
+
+    Two processes opening the same old store at once may race to create it: the loser's
+    error is harmless once the index is there.
+    """
+    try:
+        PERSON_INDEX.create(engine, checkfirst=True)
+    except SQLAlchemyError as exc:
+        names = {i["name"] for i in inspect(engine).get_indexes(rows.name)}
+        if PERSON_INDEX.name not in names:
+            raise RegistryStoreError(f"the registry store cannot be indexed: {exc}") from exc
+
+
 def _snapshot(row: object) -> Snapshot:
     m = row._mapping  # type: ignore[attr-defined]
     return Snapshot(
@@ -142,6 +166,7 @@ class RegistryStore:
             metadata.create_all(engine)
         except SQLAlchemyError as exc:
             raise RegistryStoreError(f"the registry store cannot be opened: {exc}") from exc
+        _ensure_person_index(engine)
         return cls(engine)
 
     def close(self) -> None:
@@ -238,9 +263,9 @@ class RegistryStore:
 
     def rows_of(self, snapshot_id: int) -> pd.DataFrame:
         """The canonical rows of one snapshot."""
-        query = select(
-            rows.c.person_key, rows.c.status, rows.c.valid_from, rows.c.valid_to, rows.c.attributes
-        ).where(rows.c.snapshot_id == snapshot_id)
+        query = select(*(rows.c[name] for name in ROW_COLUMNS)).where(
+            rows.c.snapshot_id == snapshot_id
+        )
         with self.engine.connect() as connection:
             result = connection.execute(query)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
@@ -249,6 +274,62 @@ class RegistryStore:
         """What every department's registry said on ``on`` (its snapshot and rows)."""
         known = self.current(on)
         return RegistryView(on, known, {k: self.rows_of(s.id) for k, s in known.items()})
+
+    def persons(
+        self,
+        person_keys: Collection[str],
+        on: dt.date,
+        snapshot_ids: Collection[int] | None = None,
+    ) -> RegistryView:
+        """What the registries held on ``on`` about a few persons, in one indexed query.
+
+        The snapshots are each department's current one on ``on`` (as :meth:`current`), or,
+        with ``snapshot_ids``, exactly those (a replay pins what its answer read). Every
+        snapshot is listed even where it holds none of the persons (it then says "not
+        covered"); its rows are only those of ``person_keys``.
+        """
+        keys = sorted(set(person_keys))
+        chosen: ColumnElement[bool]
+        if snapshot_ids is not None:
+            chosen = snapshots.c.id.in_(sorted(set(snapshot_ids)))
+        else:
+            later = snapshots.alias("later")
+            chosen = and_(
+                snapshots.c.as_of <= on,
+                ~exists().where(
+                    and_(
+                        later.c.department == snapshots.c.department,
+                        later.c.as_of <= on,
+                        or_(
+                            later.c.as_of > snapshots.c.as_of,
+                            and_(later.c.as_of == snapshots.c.as_of, later.c.id > snapshots.c.id),
+                        ),
+                    )
+                ),
+            )
+        joined = snapshots.outerjoin(
+            rows, and_(rows.c.snapshot_id == snapshots.c.id, rows.c.person_key.in_(keys))
+        )
+        query = (
+            select(snapshots, *(rows.c[name] for name in ROW_COLUMNS))
+            .select_from(joined)
+            .where(chosen)
+            .order_by(snapshots.c.department, snapshots.c.id)
+        )
+        known: dict[str, Snapshot] = {}
+        found: dict[str, list[tuple[object, ...]]] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                snapshot = _snapshot(row)
+                known[snapshot.department] = snapshot
+                held = found.setdefault(snapshot.department, [])
+                if row._mapping["person_key"] is not None:
+                    held.append(tuple(row._mapping[name] for name in ROW_COLUMNS))
+        return RegistryView(
+            on,
+            known,
+            {kind: pd.DataFrame(found[kind], columns=list(ROW_COLUMNS)) for kind in known},
+        )
 
     def counts(self) -> Iterator[tuple[str, int, int]]:
         """(department, snapshots, rows of the current snapshot) for every department."""

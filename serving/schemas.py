@@ -245,6 +245,55 @@ class AidGrade(BaseModel):
     policy_version: str
 
 
+DataSourceStatus: TypeAlias = Literal["joined", "no_person_key", "no_registries", "unavailable"]
+
+
+class SourceRef(BaseModel):
+    """One department's snapshot an answer read (数据来源)."""
+
+    department: str = Field(description="the registry kind (features/config/registries.yaml)")
+    department_zh: str = Field(description="its Chinese name, e.g. 最低生活保障（低保）")
+    authority_zh: str = Field(description="the department that keeps it, e.g. 民政部门")
+    snapshot_id: int = Field(description="the stored snapshot read (a replay reads it again)")
+    snapshot_date: dt.date = Field(description="the date of the department's extract")
+    holds_person: bool = Field(description="it covers the person on the decision date")
+
+
+class FieldSource(BaseModel):
+    """One field the registries answer for: the card's value beside the registry's."""
+
+    field: str
+    field_zh: str
+    card: Any = Field(description="what the case card said (null: not given)")
+    registry: Any = Field(description="what the registries said (null: they do not say)")
+    used: Any = Field(
+        description="what the model read: the registry's where it says, else "
+        "the card's; registry_flags is the union of both"
+    )
+    conflict: bool = Field(description="the card and the registries disagree (both shown)")
+    sources: list[SourceRef] = Field(description="the snapshots consulted for this field")
+
+
+class DataSources(BaseModel):
+    """数据来源: what the department registries said of the person on the decision date."""
+
+    status: DataSourceStatus = Field(
+        description="joined; no_person_key (the card has none); no_registries (no snapshot "
+        "known on the date); unavailable (the registry store could not be read: the answer "
+        "is the card's alone)"
+    )
+    status_zh: str
+    read_on: dt.date | None = Field(
+        None,
+        description="the decision date the registries were read at (31 December of "
+        "the decision year)",
+    )
+    snapshots: list[SourceRef] = Field(
+        default_factory=list, description="every snapshot read (pinned by a replay)"
+    )
+    fields: list[FieldSource] = Field(default_factory=list)
+
+
 class ScoreResponse(BaseModel):
     """The whole answer for one case."""
 
@@ -262,6 +311,11 @@ class ScoreResponse(BaseModel):
     aid_grade: AidGrade
     deviation: Deviation | None = None
     notes: list[str] = Field(description="what the reviewer should know (estimated base...)")
+    data_sources: DataSources | None = Field(
+        None,
+        description="数据来源: the department registries joined on the card's person_key "
+        "(null on answers stored before the live join)",
+    )
 
 
 class ProblemDetail(BaseModel):

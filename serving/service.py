@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from features.contract import canonical_from_typed, cross_field_problems, rule_zh
 from features.vectors import columns_from_records
-from serving import lead_service, schemas
+from serving import data_sources, lead_service, schemas
 from serving.answer_index import UNREVIEWED, AnswerQuery
 from serving.answers import LoadedModel, build_answers, comparable, differences, is_flagged
 from serving.audit import PREDICTION, RELOAD, REVIEW, AuditEntry, AuditError, AuditRecord
@@ -99,10 +99,26 @@ def _answers(
     requests: Sequence[schemas.ScoreRequest],
     explain: bool,
 ) -> list[schemas.ScoreResponse]:
+    """The answers of validated records, the department registries joined first."""
     settings = state.settings
     granted = [request.granted_amount_yuan for request in requests]
     k, top = settings.similar_k, settings.top_contributions
-    return build_answers(model, columns, granted, k, top, explain)
+    live = _joined(state, columns)
+    answers = build_answers(model, live.columns, granted, k, top, explain)
+    for answer, found in zip(answers, live.sources, strict=True):
+        answer.data_sources = found
+    return answers
+
+
+def _joined(
+    state: ServiceState,
+    columns: dict[str, np.ndarray],
+    pins: Sequence[data_sources.Pin] | None = None,
+) -> data_sources.LiveJoin:
+    """The registries joined to the records (the store opened only when a record has a key)."""
+    keyed = any(isinstance(v, str) for v in columns["person_key"])
+    store = state.registries() if keyed else None
+    return data_sources.join_live(columns, store, state.registry_config(), pins)
 
 
 def score(
@@ -350,7 +366,11 @@ def review(
 
 
 def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
-    """Re-score a stored input with its stored version; say whether the answer is identical."""
+    """Re-score a stored input with its stored version; say whether the answer is identical.
+
+    The registries are read from the snapshots the answer read (pinned by their ids), so
+    an import since then does not change the replay.
+    """
     answer = stored.payload["response"]
     request = schemas.ScoreRequest.model_validate(stored.payload["request"])
     try:
@@ -361,15 +381,18 @@ def replay(state: ServiceState, stored: AuditRecord) -> schemas.ReplayResponse:
             f"{type(exc).__name__}: {exc}",
         ) from exc
     columns, _ = _checked_columns([request.record], [["body", "record"]])
+    read = answer.get("data_sources")  # None: stored before the live join, nothing to join
+    live = _joined(state, columns, [data_sources.pin_of(read)]) if read else None
     shown = len(answer["explanations"].get("reference_amount", {}).get("top", []))
     fresh = build_answers(
         model,
-        columns,
+        live.columns if live else columns,
         [request.granted_amount_yuan],
         len(answer["similar_cases"]),
         shown,
         explain=bool(answer["explanations"]),
     )[0]
+    fresh.data_sources = live.sources[0] if live else None
     found = differences(comparable(answer), comparable(fresh.model_dump(mode="json")))
     return schemas.ReplayResponse(
         prediction_id=stored.record_id,

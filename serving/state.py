@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from aidrec.settings import Settings
 from features.contract import canonical_from_typed
+from features.registries import RegistryConfig
 from features.vectors import columns_from_records
 from serving.answers import CANARY_RECORD, LoadedModel, build_answers
 from serving.audit import AuditStore
 from serving.keys import KeyStore
 from serving.leads import LeadStore
 from serving.metrics import Metrics
+from serving.registry_store import RegistryStore, RegistryStoreError
 from serving.sessions import SessionSigner
 from training.policy import LeadDeadlines, load_policy
 
@@ -62,6 +67,10 @@ def checked(loader: ModelLoader, model_uri: str) -> LoadedModel:
     return model
 
 
+REGISTRY_RETRY_S = 30.0
+"""Seconds between attempts to open a registry store that could not be opened (meanwhile
+answers are given from the card alone, ``data_sources.status`` = ``unavailable``)."""
+
 REPLAY_VERSIONS = 3
 """Registered versions kept loaded for replay besides the serving one (least recently used
 go first): each holds a whole bundle in memory."""
@@ -84,6 +93,36 @@ class ServiceState:
     sessions: SessionSigner | None = None  # the pages' session cookies (None: no pages)
     leads: LeadStore | None = None  # the lead register (None: not opened)
     shipped_deadlines: LeadDeadlines | None = None
+    registry_store: RegistryStore | None = None  # the department registries (opened on use)
+    registry_retry_at: float = 0.0
+    registry_lock: threading.Lock = field(default_factory=threading.Lock)
+    _registry_config: RegistryConfig | None = None
+
+    def registries(self) -> RegistryStore | None:
+        """The department registries' store, opened on first use (the live join reads it).
+
+        None while it cannot be opened: the failure is logged and opening is tried again
+        after :data:`REGISTRY_RETRY_S`, so an unreachable store costs no time per request.
+        """
+        if self.registry_store is not None:
+            return self.registry_store
+        with self.registry_lock:
+            if self.registry_store is not None or time.monotonic() < self.registry_retry_at:
+                return self.registry_store
+            try:
+                self.registry_store = RegistryStore.open(
+                    self.settings.registry_database_url, self.settings.audit_timeout_s
+                )
+            except (RegistryStoreError, SQLAlchemyError, OSError) as exc:
+                self.registry_retry_at = time.monotonic() + REGISTRY_RETRY_S
+                log.error("the registry store cannot be opened (answers from the card): %s", exc)
+            return self.registry_store
+
+    def registry_config(self) -> RegistryConfig:
+        """The registries' config (names, what each department supplies), read once."""
+        if self._registry_config is None:
+            self._registry_config = RegistryConfig.load()
+        return self._registry_config
 
     def lead_deadlines(self) -> LeadDeadlines:
         """The lead register's deadlines: the serving model's policy, else the shipped one."""

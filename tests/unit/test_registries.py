@@ -121,6 +121,13 @@ def _import(store: RegistryStore, frame: pd.DataFrame, on: dt.date) -> bool:
     return store.import_extract("dibao", on, rows, extract_digest(rows), "x.csv", "v").created
 
 
+def statuses(rows: pd.DataFrame) -> list[str]:
+    """The statuses of a, b, c (a snapshot's rows come back in no particular order)."""
+    by_person = dict(zip(rows["person_key"], rows["status"], strict=True))
+    assert len(by_person) == len(rows) == 3
+    return [by_person[key(name)] for name in "abc"]
+
+
 def test_snapshots_replace_and_are_kept(store: RegistryStore) -> None:
     assert _import(store, dibao_extract(), dt.date(2024, 12, 31))
     assert not _import(store, dibao_extract(), dt.date(2024, 12, 31))  # same extract: nothing
@@ -129,9 +136,9 @@ def test_snapshots_replace_and_are_kept(store: RegistryStore) -> None:
     assert len(store.snapshots("dibao")) == 2
     old = store.as_of(dt.date(2025, 1, 1))
     assert old.snapshot_dates == {"dibao": "2024-12-31"}
-    assert old.rows["dibao"]["status"].tolist() == ["active", "ended", "active"]
+    assert statuses(old.rows["dibao"]) == ["active", "ended", "active"]
     now = store.as_of(dt.date(2025, 7, 1))
-    assert now.rows["dibao"]["status"].tolist() == ["ended", "ended", "active"]
+    assert statuses(now.rows["dibao"]) == ["ended", "ended", "active"]
     assert store.as_of(dt.date(2024, 1, 1)).snapshots == {}
     assert list(store.counts()) == [("dibao", 2, 3)]
 
@@ -298,7 +305,7 @@ def test_a_corrected_extract_of_the_same_date_replaces_the_first(store: Registry
     assert _import(store, dibao_extract(), on)
     assert _import(store, dibao_extract(status=["suspended", "ended", "active"]), on)
     view = store.as_of(on)
-    assert view.rows["dibao"]["status"].tolist() == ["suspended", "ended", "active"]
+    assert statuses(view.rows["dibao"]) == ["suspended", "ended", "active"]
     assert len(store.snapshots("dibao")) == 2
 
 
@@ -306,3 +313,67 @@ def test_card_dates_are_the_year_end_unless_a_date_is_given() -> None:
     years = np.array([2019.0, np.nan, 2024.0])
     assert card_dates(years, None).astype(str).tolist() == ["2019-12-31", "NaT", "2024-12-31"]
     assert set(card_dates(years, dt.date(2023, 5, 1)).astype(str)) == {"2023-05-01"}
+
+
+def test_the_join_pairs_every_card_with_each_row_of_its_person_valid_on_its_date() -> None:
+    """Against a plain loop over cards × rows (keys shared by cards, open and closed rows)."""
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        pool = [key(str(i)) for i in range(int(rng.integers(1, 12)))]
+        n, m = int(rng.integers(1, 30)), int(rng.integers(1, 40))
+        keys = [None if rng.random() < 0.2 else pool[rng.integers(len(pool))] for _ in range(n)]
+        cards = pd.DataFrame(
+            {
+                "person_key": pd.Series(keys, dtype=object),
+                "decision_year": rng.integers(2015, 2026, n).astype(float),
+                "low_income_status": None,
+                "disability_certificate": np.nan,
+                "registry_flags": None,
+            }
+        )
+        dates = card_dates(cards["decision_year"].to_numpy(), None)
+        day = np.datetime64("2012-01-01")
+        year_ends = [np.datetime64(f"{y}-12-31") for y in rng.integers(2015, 2026, m)]
+        starts = [  # some start or end on a card's date: the bounds count
+            y if rng.random() < 0.3 else day + int(d)
+            for y, d in zip(year_ends, rng.integers(0, 5000, m), strict=True)
+        ]
+        ends = [
+            None if rng.random() < 0.4 else (y if rng.random() < 0.5 else s + int(d))
+            for s, y, d in zip(starts, year_ends, rng.integers(0, 2000, m), strict=True)
+        ]
+        ends = [None if e is not None and e < s else e for s, e in zip(starts, ends, strict=True)]
+        levels = rng.integers(1, 5, m).tolist()
+        certified = (rng.random(m) < 0.7).tolist()
+        rows = pd.DataFrame(
+            {
+                "person_key": [pool[rng.integers(len(pool))] for _ in range(m)],
+                "status": rng.choice(["active", "revoked"], m),
+                "valid_from": [str(s) for s in starts],
+                "valid_to": [None if e is None else str(e) for e in ends],
+                "attributes": [
+                    json.dumps({"disability_level": lv, "certificate": c})
+                    for lv, c in zip(levels, certified, strict=True)
+                ],
+            }
+        )
+        pairs = [
+            (c, r)
+            for c in range(n)
+            for r in range(m)
+            if keys[c] is not None
+            and keys[c] == rows["person_key"][r]
+            and rows["status"][r] == "active"
+            and starts[r] <= dates[c]
+            and (ends[r] is None or ends[r] >= dates[c])
+        ]
+        joined = join_registries(cards, {"disability": rows}, {"disability": "x"}, dates, CONFIG)
+        covered = [
+            np.nan if keys[c] is None else float(any(p[0] == c for p in pairs)) for c in range(n)
+        ]
+        assert joined["registry_disability"].tolist() == pytest.approx(covered, nan_ok=True)
+        lowest = [
+            min((levels[r] for cc, r in pairs if cc == c and certified[r]), default=np.nan)
+            for c in range(n)
+        ]
+        assert joined["disability_level_registry"].tolist() == pytest.approx(lowest, nan_ok=True)
