@@ -329,25 +329,78 @@ def card_dates(decision_years: np.ndarray, as_of: dt.date | None) -> np.ndarray:
     return text.astype("datetime64[D]")
 
 
+RowTable = pd.DataFrame | Mapping[str, np.ndarray]
+"""A snapshot's canonical rows (see :func:`validate_extract`): a DataFrame, or the same
+columns as arrays (the live join's few rows, read without building a DataFrame)."""
+SMALL_JOIN = 256
+"""Cards + rows up to which a department's person-key join is a plain loop: numpy's and
+pandas' fixed cost per call (~0.1 ms) would dwarf it for the one card of a live answer."""
+
+
+def _column(table: RowTable, name: str) -> np.ndarray:
+    """One column of ``table`` as an object array."""
+    values = table[name]
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=object)
+    return np.asarray(values, dtype=object)
+
+
 def _present(
-    keys: np.ndarray, dates: np.ndarray, rows: pd.DataFrame, spec: DepartmentSpec
+    keys: np.ndarray, dates: np.ndarray, rows: RowTable | None, spec: DepartmentSpec
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per card: any active row valid on its date, and the (card, row position) pairs.
 
-    A many-to-many equi-join on ``person_key`` in numpy (the same cost per row for a chunk of
-    a million cards and for the one card of a live answer, where a pandas merge's fixed
-    overhead would dominate).
+    The pairs are sorted by card, then row. Small inputs (a live answer) go through
+    :func:`_pairs_small`, large ones (a screening chunk) through :func:`_pairs_vectorised`;
+    both give the same pairs, and everything after them is shared.
     """
     n = len(keys)
     found = np.zeros(n, dtype=bool)
+    if rows is None:
+        return found, np.zeros((0, 2), dtype=int)
+    columns = {name: _column(rows, name) for name in COMMON_COLUMNS}
+    if not len(columns["person_key"]):
+        return found, np.zeros((0, 2), dtype=int)
+    pairs = _pairs_small if n + len(columns["person_key"]) <= SMALL_JOIN else _pairs_vectorised
+    hits = pairs(keys, np.asarray(dates, dtype="datetime64[D]"), columns, spec)
+    found[hits[:, 0]] = True
+    return found, hits
+
+
+def _pairs_small(
+    keys: np.ndarray, dates: np.ndarray, rows: Mapping[str, np.ndarray], spec: DepartmentSpec
+) -> np.ndarray:
+    """:func:`_present`'s pairs by a plain loop (few cards and rows)."""
+    cards: dict[str, list[int]] = {}
+    for card, person in enumerate(keys):
+        if isinstance(person, str):
+            cards.setdefault(person, []).append(card)
+    found: list[tuple[int, int]] = []
+    for row, (person, status, start, end) in enumerate(
+        zip(rows["person_key"], rows["status"], rows["valid_from"], rows["valid_to"], strict=True)
+    ):
+        if person not in cards or status not in spec.active:
+            continue
+        first = np.datetime64(start, "D")
+        last = np.datetime64(end, "D") if isinstance(end, str) else None
+        for card in cards[person]:
+            day = dates[card]
+            if first <= day and (last is None or last >= day):
+                found.append((card, row))
+    found.sort()
+    return np.array(found, dtype=int).reshape(-1, 2)
+
+
+def _pairs_vectorised(
+    keys: np.ndarray, dates: np.ndarray, rows: Mapping[str, np.ndarray], spec: DepartmentSpec
+) -> np.ndarray:
+    """:func:`_present`'s pairs: a many-to-many equi-join on ``person_key`` in numpy."""
     none = np.zeros((0, 2), dtype=int)
-    if rows.empty:
-        return found, none
-    active = np.flatnonzero(rows["status"].isin(spec.active).to_numpy())
+    active = np.flatnonzero(pd.Series(rows["status"], dtype=object).isin(spec.active).to_numpy())
     cards = np.flatnonzero(pd.notna(keys))
     if not len(active) or not len(cards):
-        return found, none
-    row_keys = rows["person_key"].to_numpy(dtype=object)[active]
+        return none
+    row_keys = rows["person_key"][active]
     codes, _ = pd.factorize(np.concatenate([np.asarray(keys, dtype=object)[cards], row_keys]))
     card_codes, row_codes = codes[: len(cards)], codes[len(cards) :]
     order = np.argsort(card_codes, kind="stable")
@@ -356,25 +409,23 @@ def _present(
     counts = np.searchsorted(ordered, row_codes, "right") - low
     total = int(counts.sum())
     if not total:
-        return found, none
+        return none
     first = np.repeat(np.cumsum(counts) - counts, counts)
     pair_card = cards[order[np.repeat(low, counts) + np.arange(total) - first]]
     pair_row = active[np.repeat(np.arange(len(active)), counts)]
-    start = rows["valid_from"].to_numpy(dtype=object)[pair_row].astype("datetime64[D]")
-    end = pd.to_datetime(
-        pd.Series(rows["valid_to"].to_numpy(dtype=object)[pair_row], dtype=object)
-    ).to_numpy(dtype="datetime64[D]")
-    day = np.asarray(dates, dtype="datetime64[D]")[pair_card]
+    start = rows["valid_from"][pair_row].astype("datetime64[D]")
+    end = pd.to_datetime(pd.Series(rows["valid_to"][pair_row], dtype=object)).to_numpy(
+        dtype="datetime64[D]"
+    )
+    day = dates[pair_card]
     valid = (start <= day) & (np.isnat(end) | (end >= day))
     hits = np.column_stack([pair_card[valid], pair_row[valid]]).astype(int)
-    hits = hits[np.lexsort((hits[:, 1], hits[:, 0]))]
-    found[hits[:, 0]] = True
-    return found, hits
+    return hits[np.lexsort((hits[:, 1], hits[:, 0]))]
 
 
 def join_registries(
     cards: pd.DataFrame,
-    rows: Mapping[str, pd.DataFrame],
+    rows: Mapping[str, RowTable],
     snapshots: Mapping[str, str],
     dates: np.ndarray,
     config: RegistryConfig,
@@ -396,10 +447,45 @@ def join_registries(
         ``disability_level_registry``; and ``registry_sources`` (JSON list of the
         departments that hold the person, each with its snapshot date).
     """
-    n = len(cards)
-    keys = _text(cards["person_key"].to_numpy(dtype=object))
+    out = join_registry_columns(
+        {
+            "person_key": cards["person_key"].to_numpy(dtype=object),
+            "low_income_status": cards["low_income_status"].to_numpy(dtype=object),
+            "disability_certificate": cards["disability_certificate"].to_numpy(dtype=float),
+            "registry_flags": cards["registry_flags"].to_numpy(dtype=object),
+        },
+        rows,
+        snapshots,
+        dates,
+        config,
+    )
+    return pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object, index=cards.index)
+            if values.dtype == object
+            else pd.Series(values, index=cards.index)
+            for name, values in out.items()
+        }
+    )
+
+
+def join_registry_columns(
+    cards: Mapping[str, np.ndarray],
+    rows: Mapping[str, RowTable],
+    snapshots: Mapping[str, str],
+    dates: np.ndarray,
+    config: RegistryConfig,
+) -> dict[str, np.ndarray]:
+    """:func:`join_registries` as arrays (no DataFrame: the live answer's cheap form).
+
+    ``cards`` holds ``person_key``, ``low_income_status`` and ``registry_flags`` as object
+    arrays and ``disability_certificate`` as floats; the columns are those of
+    :func:`join_registries`, in its order.
+    """
+    keys = _text(cards["person_key"])
+    n = len(keys)
     has_key = pd.notna(keys)
-    out: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     present: dict[str, np.ndarray] = {}
     held: list[list[dict[str, str]]] = [[] for _ in range(n)]
     level = np.full(n, np.nan)
@@ -408,7 +494,8 @@ def join_registries(
         if kind not in snapshots:
             out[f"registry_{kind}"] = np.full(n, np.nan)
             continue
-        found, hits = _present(keys, dates, rows.get(kind, pd.DataFrame()), spec)
+        table = rows.get(kind)
+        found, hits = _present(keys, dates, table, spec)
         present[kind] = found
         out[f"registry_{kind}"] = np.where(has_key, found.astype(float), np.nan)
         field = field_of(spec)
@@ -421,9 +508,8 @@ def join_registries(
                     "field": field,
                 }
             )
-        if kind == "disability" and len(hits):
-            table = rows[kind]
-            attrs = [json.loads(a) for a in table["attributes"].to_numpy()[hits[:, 1]]]
+        if kind == "disability" and len(hits) and table is not None:
+            attrs = [json.loads(a) for a in _column(table, "attributes")[hits[:, 1]]]
             for (card, _row), attr in zip(hits, attrs, strict=True):
                 if attr.get("certificate"):
                     certified[card] = True
@@ -447,13 +533,13 @@ def join_registries(
     out["dibao_or_tekun_registry"] = np.where(
         has_key & either, 1.0, np.where(known("dibao", "tekun"), 0.0, np.nan)
     )
-    card_low = _text(cards["low_income_status"].to_numpy(dtype=object))
+    card_low = _text(cards["low_income_status"])
     out["low_income_status_card"] = card_low
     out["low_income_status_registry"] = registry_low
     out["low_income_status"] = np.where(pd.notna(registry_low), registry_low, card_low)
     out["low_income_status_source"] = _source_text(pd.notna(registry_low), registry_low, snapshots)
 
-    card_cert = cards["disability_certificate"].to_numpy(dtype=float)
+    card_cert = np.asarray(cards["disability_certificate"], dtype=float)
     registry_cert = np.where(known("disability"), certified.astype(float), np.nan)
     out["disability_certificate_card"] = card_cert
     out["disability_certificate_registry"] = registry_cert
@@ -464,7 +550,7 @@ def join_registries(
     out["disability_level_registry"] = level
 
     flag_kinds = {k: f for k, f in config.flag_departments().items() if k in snapshots}
-    card_flags = _text(cards["registry_flags"].to_numpy(dtype=object))
+    card_flags = _text(cards["registry_flags"])
     registry_flags = np.full(n, None, dtype=object)
     if flag_kinds:
         registry_flags[has_key] = ""
@@ -491,14 +577,7 @@ def join_registries(
     out["registry_sources"] = np.array(
         [json.dumps(h, ensure_ascii=False) if h else None for h in held], dtype=object
     )
-    return pd.DataFrame(
-        {
-            name: pd.Series(values, dtype=object, index=cards.index)
-            if np.asarray(values).dtype == object
-            else pd.Series(values, index=cards.index)
-            for name, values in out.items()
-        }
-    )
+    return out
 
 
 def _text(values: np.ndarray) -> np.ndarray:
@@ -528,12 +607,11 @@ def _source_text(mask: np.ndarray, values: np.ndarray, snapshots: Mapping[str, s
 def _union_flags(card: np.ndarray, registry: np.ndarray) -> np.ndarray:
     """The sorted union of two canonical flag columns (None only where both are unknown)."""
     out = card.copy()
-    registry_text = pd.Series(registry, dtype=object)
-    known_empty = registry_text.eq("").to_numpy() & pd.isna(card)
-    out[known_empty] = ""
-    for i in np.flatnonzero(registry_text.str.len().fillna(0).to_numpy() > 0):
-        a, b = card[i], registry[i]
-        out[i] = b if not a else "|".join(sorted(set(a.split("|")) | set(b.split("|"))))
+    for i, (a, b) in enumerate(zip(card, registry, strict=True)):
+        if b == "" and a is None:
+            out[i] = ""
+        elif isinstance(b, str) and b:
+            out[i] = b if not a else "|".join(sorted(set(a.split("|")) | set(b.split("|"))))
     return out
 
 

@@ -7,7 +7,8 @@ For each record of a ``/v1/score`` request (:func:`join_live`):
   request (:meth:`RegistryStore.persons`, one indexed query): each department's current
   snapshot on the decision date and the person's rows in it;
 * the rows go through the same pure join the screening uses
-  (:func:`features.registries.join_registries`), so a live answer and ``aidrec screen``
+  (:func:`features.registries.join_registry_columns`, the arrays behind
+  :func:`~features.registries.join_registries`), so a live answer and ``aidrec screen``
   read a card alike: ``low_income_status``, ``disability_certificate`` and
   ``registry_flags`` become the registry's value where it knows one, and the model reads
   them;
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.contract import FIELD_BY_NAME, REGISTRY_FLAGS, wire_value
@@ -38,7 +38,7 @@ from features.registries import (
     RegistryConfig,
     card_dates,
     field_of,
-    join_registries,
+    join_registry_columns,
 )
 from serving import schemas
 from serving.registry_store import RegistryStore, RegistryStoreError, RegistryView
@@ -117,14 +117,21 @@ def join_live(
                 sources[i] = _card_only(UNAVAILABLE if view is None else NO_REGISTRIES, day)
             continue
         index = np.asarray(rows, dtype=int)
-        cards = pd.DataFrame(
-            {name: columns[name][index] for name in ("person_key", *JOINED_FIELDS)}
+        cards = {
+            name: np.asarray(
+                columns[name][index],
+                dtype=float if name == "disability_certificate" else object,
+            )
+            for name in ("person_key", *JOINED_FIELDS)
+        }
+        joined = join_registry_columns(
+            cards, view.tables, view.snapshot_dates, dates[index], config
         )
-        joined = join_registries(cards, view.rows, view.snapshot_dates, dates[index], config)
         for name in JOINED_FIELDS:
-            out[name][index] = joined[name].to_numpy(dtype=out[name].dtype)
+            out[name][index] = joined[name].astype(out[name].dtype)
         for k, i in enumerate(rows):
-            sources[i] = _joined_sources(joined.iloc[k], view, config)
+            card = {name: values[k] for name, values in joined.items()}
+            sources[i] = _joined_sources(card, view, config)
     return LiveJoin(out, sources)
 
 
@@ -173,7 +180,7 @@ def _conflict(name: str, card: Any, registry: Any, spoken_flags: set[str]) -> bo
 
 
 def _joined_sources(
-    joined: pd.Series, view: RegistryView, config: RegistryConfig
+    joined: Mapping[str, Any], view: RegistryView, config: RegistryConfig
 ) -> schemas.DataSources:
     refs = {
         kind: schemas.SourceRef(

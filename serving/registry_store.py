@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column,
@@ -30,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -39,8 +42,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
+from features.registries import RowTable
 from serving.audit import make_engine
 
 log = logging.getLogger(__name__)
@@ -116,7 +121,19 @@ class RegistryView:
 
     on: dt.date
     snapshots: dict[str, Snapshot]
-    rows: dict[str, pd.DataFrame]
+    tables: Mapping[str, RowTable]
+    """Department → its rows: a DataFrame (:meth:`RegistryStore.as_of`) or, for the few rows
+    of :meth:`RegistryStore.persons`, the same columns as arrays."""
+
+    @property
+    def rows(self) -> dict[str, pd.DataFrame]:
+        """Department → its rows as a DataFrame (:data:`ROW_COLUMNS`)."""
+        return {
+            kind: table
+            if isinstance(table, pd.DataFrame)
+            else pd.DataFrame({name: table[name] for name in ROW_COLUMNS})
+            for kind, table in self.tables.items()
+        }
 
     @property
     def snapshot_dates(self) -> dict[str, str]:
@@ -150,6 +167,71 @@ def _snapshot(row: object) -> Snapshot:
         str(m["source_name"]),
         str(m["config_version"]),
     )
+
+
+def _snapshot_of(values: tuple[Any, ...]) -> Snapshot:
+    """A snapshot from its row's values, in the table's column order."""
+    id_, department, as_of, imported_at, count, digest, source_name, version = values
+    return Snapshot(
+        int(id_),
+        str(department),
+        as_of,
+        imported_at,
+        int(count),
+        str(digest),
+        str(source_name),
+        str(version),
+    )
+
+
+def _arrays(found: list[tuple[object, ...]]) -> dict[str, np.ndarray]:
+    """Rows read as tuples (in :data:`ROW_COLUMNS` order) → column → object array."""
+    return {
+        name: np.array([row[i] for row in found], dtype=object)
+        for i, name in enumerate(ROW_COLUMNS)
+    }
+
+
+def _persons_query(chosen: ColumnElement[bool]) -> Select[Any]:
+    """The chosen snapshots (all listed), each with its rows of the ``keys`` parameter.
+
+    Built once (module level): a live answer pays only the execution, not the construction.
+    """
+    joined = snapshots.outerjoin(
+        rows,
+        and_(
+            rows.c.snapshot_id == snapshots.c.id,
+            rows.c.person_key.in_(bindparam("keys", expanding=True)),
+        ),
+    )
+    return (
+        select(*snapshots.c, *(rows.c[name] for name in ROW_COLUMNS))
+        .select_from(joined)
+        .where(chosen)
+        .order_by(snapshots.c.department, snapshots.c.id)
+    )
+
+
+_later = snapshots.alias("later")
+_on = bindparam("on", type_=Date)
+_CURRENT_PERSONS = _persons_query(
+    and_(
+        snapshots.c.as_of <= _on,
+        ~exists().where(
+            and_(
+                _later.c.department == snapshots.c.department,
+                _later.c.as_of <= _on,
+                or_(
+                    _later.c.as_of > snapshots.c.as_of,
+                    and_(_later.c.as_of == snapshots.c.as_of, _later.c.id > snapshots.c.id),
+                ),
+            )
+        ),
+    )
+)
+"""Each department's current snapshot on ``on`` (the latest ``as_of``, then the latest id)."""
+_PINNED_PERSONS = _persons_query(snapshots.c.id.in_(bindparam("ids", expanding=True)))
+"""Exactly the snapshots ``ids`` (a replay)."""
 
 
 class RegistryStore:
@@ -286,50 +368,25 @@ class RegistryStore:
         The snapshots are each department's current one on ``on`` (as :meth:`current`), or,
         with ``snapshot_ids``, exactly those (a replay pins what its answer read). Every
         snapshot is listed even where it holds none of the persons (it then says "not
-        covered"); its rows are only those of ``person_keys``.
+        covered"); its rows are only those of ``person_keys``, as arrays (the live join
+        reads them without building a DataFrame).
         """
-        keys = sorted(set(person_keys))
-        chosen: ColumnElement[bool]
-        if snapshot_ids is not None:
-            chosen = snapshots.c.id.in_(sorted(set(snapshot_ids)))
+        values: dict[str, object] = {"keys": sorted(set(person_keys))}
+        if snapshot_ids is None:
+            query, values["on"] = _CURRENT_PERSONS, on
         else:
-            later = snapshots.alias("later")
-            chosen = and_(
-                snapshots.c.as_of <= on,
-                ~exists().where(
-                    and_(
-                        later.c.department == snapshots.c.department,
-                        later.c.as_of <= on,
-                        or_(
-                            later.c.as_of > snapshots.c.as_of,
-                            and_(later.c.as_of == snapshots.c.as_of, later.c.id > snapshots.c.id),
-                        ),
-                    )
-                ),
-            )
-        joined = snapshots.outerjoin(
-            rows, and_(rows.c.snapshot_id == snapshots.c.id, rows.c.person_key.in_(keys))
-        )
-        query = (
-            select(snapshots, *(rows.c[name] for name in ROW_COLUMNS))
-            .select_from(joined)
-            .where(chosen)
-            .order_by(snapshots.c.department, snapshots.c.id)
-        )
+            query, values["ids"] = _PINNED_PERSONS, sorted(set(snapshot_ids))
         known: dict[str, Snapshot] = {}
         found: dict[str, list[tuple[object, ...]]] = {}
+        width = len(snapshots.c)
         with self.engine.connect() as connection:
-            for row in connection.execute(query):
-                snapshot = _snapshot(row)
+            for row in connection.execute(query, values):
+                snapshot = _snapshot_of(row[:width])
                 known[snapshot.department] = snapshot
                 held = found.setdefault(snapshot.department, [])
-                if row._mapping["person_key"] is not None:
-                    held.append(tuple(row._mapping[name] for name in ROW_COLUMNS))
-        return RegistryView(
-            on,
-            known,
-            {kind: pd.DataFrame(found[kind], columns=list(ROW_COLUMNS)) for kind in known},
-        )
+                if row[width] is not None:
+                    held.append(tuple(row[width:]))
+        return RegistryView(on, known, {kind: _arrays(found[kind]) for kind in known})
 
     def counts(self) -> Iterator[tuple[str, int, int]]:
         """(department, snapshots, rows of the current snapshot) for every department."""
