@@ -14,16 +14,21 @@ import pytest
 from typer.testing import CliRunner
 
 from aidrec.cli import app
+from features import registries
 from features.registries import (
+    SMALL_JOIN,
     DibaoTable,
     ExtractError,
     RegistryConfig,
     card_dates,
     extract_digest,
     join_registries,
+    join_registry_columns,
     validate_extract,
 )
-from serving.registry_store import RegistryStore, RegistryStoreError
+from features.synthetic import generate_history
+from features.synthetic_registries import case_cards, generate_registries, registry_date
+from serving.registry_store import ROW_COLUMNS, RegistryStore, RegistryStoreError
 from tests.postgres import fresh_database
 
 CONFIG = RegistryConfig.load()
@@ -377,3 +382,80 @@ def test_the_join_pairs_every_card_with_each_row_of_its_person_valid_on_its_date
             for c in range(n)
         ]
         assert joined["disability_level_registry"].tolist() == pytest.approx(lowest, nan_ok=True)
+
+
+def test_one_card_at_a_time_joins_exactly_as_the_whole_chunk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Card by card, the live path equals the vectorised join of the whole chunk.
+
+    One card, its person's rows as arrays, the small pair loop: every column the same,
+    sources JSON included.
+    """
+    history = generate_history(2_500, seed=31)
+    on = registry_date(history)
+    extracts = generate_registries(history, seed=31)
+    rows = {k: validate_extract(v, CONFIG.department(k), on) for k, v in extracts.items()}
+    del rows["women_in_hardship"]  # a department without a snapshot on the date
+    cards = case_cards(history)
+    year_end = dict(
+        zip(
+            cards["person_key"],
+            cards["decision_year"].astype(int).astype(str) + "-12-31",
+            strict=True,
+        )
+    )
+    for table in rows.values():  # some rows start or end on their person's card date
+        ends = table["person_key"].map(year_end)
+        table.loc[table.index[::3], "valid_to"] = ends.iloc[::3]
+        table.loc[table.index[1::5], "valid_from"] = ends.iloc[1::5]
+    cards.loc[cards.index[::7], "person_key"] = None
+    dates = card_dates(cards["decision_year"].to_numpy(dtype=float), None)
+    snapshots = dict.fromkeys(rows, on.isoformat())
+    assert len(cards) > SMALL_JOIN  # the chunk takes the vectorised path
+    whole = join_registries(cards, rows, snapshots, dates, CONFIG)
+    assert whole["registry_sources"].notna().sum() > 500
+    assert (whole["disability_level_registry"].notna()).sum() > 20
+
+    def vectorised(*args: object) -> None:
+        raise AssertionError("one card must take the small path")
+
+    monkeypatch.setattr(registries, "_pairs_vectorised", vectorised)
+    positions = {
+        kind: table.groupby("person_key", sort=False).indices for kind, table in rows.items()
+    }
+    columns = {
+        kind: {name: table[name].to_numpy(dtype=object) for name in ROW_COLUMNS}
+        for kind, table in rows.items()
+    }
+    empty = np.zeros(0, dtype=int)
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(len(cards)):
+        card = cards.iloc[i : i + 1]
+        person = card["person_key"].iloc[0]
+        tables = {  # what RegistryStore.persons reads: the person's rows, every status
+            kind: {
+                name: values[positions[kind].get(person, empty) if person else empty]
+                for name, values in table.items()
+            }
+            for kind, table in columns.items()
+        }
+        one = join_registry_columns(
+            {
+                "person_key": card["person_key"].to_numpy(dtype=object),
+                "low_income_status": card["low_income_status"].to_numpy(dtype=object),
+                "disability_certificate": card["disability_certificate"].to_numpy(dtype=float),
+                "registry_flags": card["registry_flags"].to_numpy(dtype=object),
+            },
+            tables,
+            snapshots,
+            dates[i : i + 1],
+            CONFIG,
+        )
+        for name, values in one.items():
+            parts.setdefault(name, []).append(values)
+    assert list(parts) == list(whole.columns)
+    for name, values in parts.items():
+        joined = np.concatenate(values)
+        assert joined.dtype == whole[name].dtype, name
+        np.testing.assert_array_equal(joined, whole[name].to_numpy(), err_msg=name, strict=True)
