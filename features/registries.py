@@ -356,19 +356,17 @@ def _present(
     """
     n = len(keys)
     found = np.zeros(n, dtype=bool)
-    if rows is None:
+    m = 0 if rows is None else len(rows["person_key"])
+    if rows is None or not m:
         return found, np.zeros((0, 2), dtype=int)
-    columns = {name: _column(rows, name) for name in COMMON_COLUMNS}
-    if not len(columns["person_key"]):
-        return found, np.zeros((0, 2), dtype=int)
-    pairs = _pairs_small if n + len(columns["person_key"]) <= SMALL_JOIN else _pairs_vectorised
-    hits = pairs(keys, np.asarray(dates, dtype="datetime64[D]"), columns, spec)
+    pairs = _pairs_small if n + m <= SMALL_JOIN else _pairs_vectorised
+    hits = pairs(keys, np.asarray(dates, dtype="datetime64[D]"), rows, spec)
     found[hits[:, 0]] = True
     return found, hits
 
 
 def _pairs_small(
-    keys: np.ndarray, dates: np.ndarray, rows: Mapping[str, np.ndarray], spec: DepartmentSpec
+    keys: np.ndarray, dates: np.ndarray, rows: RowTable, spec: DepartmentSpec
 ) -> np.ndarray:
     """:func:`_present`'s pairs by a plain loop (few cards and rows)."""
     cards: dict[str, list[int]] = {}
@@ -377,7 +375,7 @@ def _pairs_small(
             cards.setdefault(person, []).append(card)
     found: list[tuple[int, int]] = []
     for row, (person, status, start, end) in enumerate(
-        zip(rows["person_key"], rows["status"], rows["valid_from"], rows["valid_to"], strict=True)
+        zip(*(_column(rows, name) for name in COMMON_COLUMNS), strict=True)
     ):
         if person not in cards or status not in spec.active:
             continue
@@ -392,15 +390,15 @@ def _pairs_small(
 
 
 def _pairs_vectorised(
-    keys: np.ndarray, dates: np.ndarray, rows: Mapping[str, np.ndarray], spec: DepartmentSpec
+    keys: np.ndarray, dates: np.ndarray, rows: RowTable, spec: DepartmentSpec
 ) -> np.ndarray:
     """:func:`_present`'s pairs: a many-to-many equi-join on ``person_key`` in numpy."""
     none = np.zeros((0, 2), dtype=int)
-    active = np.flatnonzero(pd.Series(rows["status"], dtype=object).isin(spec.active).to_numpy())
+    active = np.flatnonzero(pd.Series(rows["status"]).isin(spec.active).to_numpy())
     cards = np.flatnonzero(pd.notna(keys))
     if not len(active) or not len(cards):
         return none
-    row_keys = rows["person_key"][active]
+    row_keys = _column(rows, "person_key")[active]
     codes, _ = pd.factorize(np.concatenate([np.asarray(keys, dtype=object)[cards], row_keys]))
     card_codes, row_codes = codes[: len(cards)], codes[len(cards) :]
     order = np.argsort(card_codes, kind="stable")
@@ -413,8 +411,8 @@ def _pairs_vectorised(
     first = np.repeat(np.cumsum(counts) - counts, counts)
     pair_card = cards[order[np.repeat(low, counts) + np.arange(total) - first]]
     pair_row = active[np.repeat(np.arange(len(active)), counts)]
-    start = rows["valid_from"][pair_row].astype("datetime64[D]")
-    end = pd.to_datetime(pd.Series(rows["valid_to"][pair_row], dtype=object)).to_numpy(
+    start = _column(rows, "valid_from")[pair_row].astype("datetime64[D]")
+    end = pd.to_datetime(pd.Series(_column(rows, "valid_to")[pair_row], dtype=object)).to_numpy(
         dtype="datetime64[D]"
     )
     day = dates[pair_card]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,22 +155,8 @@ def _ensure_person_index(engine: Engine) -> None:
             raise RegistryStoreError(f"the registry store cannot be indexed: {exc}") from exc
 
 
-def _snapshot(row: object) -> Snapshot:
-    m = row._mapping  # type: ignore[attr-defined]
-    return Snapshot(
-        int(m["id"]),
-        str(m["department"]),
-        m["as_of"],
-        m["imported_at"],
-        int(m["rows"]),
-        str(m["digest"]),
-        str(m["source_name"]),
-        str(m["config_version"]),
-    )
-
-
-def _snapshot_of(values: tuple[Any, ...]) -> Snapshot:
-    """A snapshot from its row's values, in the table's column order."""
+def _snapshot(values: Sequence[Any]) -> Snapshot:
+    """A snapshot from a row of its table's columns, in their order."""
     id_, department, as_of, imported_at, count, digest, source_name, version = values
     return Snapshot(
         int(id_),
@@ -381,7 +367,7 @@ class RegistryStore:
         width = len(snapshots.c)
         with self.engine.connect() as connection:
             for row in connection.execute(query, values):
-                snapshot = _snapshot_of(row[:width])
+                snapshot = _snapshot(row[:width])
                 known[snapshot.department] = snapshot
                 held = found.setdefault(snapshot.department, [])
                 if row[width] is not None:
