@@ -198,7 +198,7 @@ SEXUAL_AMOUNT = 0.75
 """log(months) a sexual offence adds to the amount (therapy, long psychological harm)."""
 MINOR_AMOUNT = 0.35
 """log(months) a victim under 18 adds (the opinion: "学习成长所需合理费用")."""
-MINOR_SEXUAL_AMOUNT = 0.35
+MINOR_SEXUAL_AMOUNT = 0.6
 """log(months) added again when a minor is the victim of a sexual offence."""
 MINOR_DEPENDANT_AMOUNT = 0.12
 """log(months) each minor dependant adds (up to four): a child's upbringing to pay for."""
