@@ -38,7 +38,7 @@ here. The process, in the order it runs (all vectorised; ``rows`` rows from one 
 **Calibration** (figures at 200,000 rows, seed 2026; ``tests/data/test_synthetic.py`` checks
 them on 50,000). Every figure is public; the sources, as read on 2026-12-03:
 
-- *Mean per aided person* ≈ 10,700 yuan, inside the national range 9,000–12,000: 2023 about
+- *Mean per aided person* ≈ 10,800 yuan, inside the national range 9,000–12,000: 2023 about
   106,000 people and 950 million yuan (≈ 9,000), 2022 about 81,000 and 860 million (≈ 10,600),
   women 2022-03..2023-03 ≈ 11,900, rural 2023..mid-2025 ≈ 10,300 (../shared/data/README.md).
 - *Women* ≈ 41 % of the aided: 38.7 % in 2022-03..2023-03 (最高检 and 全国妇联, the first year
@@ -47,9 +47,9 @@ them on 50,000). Every figure is public; the sources, as read on 2026-12-03:
   the Procuratorate aided about 17,000 minors in 2022 (未成年人检察工作白皮书 2022: 2.2 hundred
   million yuan, ≈ 13,000 each; of about 81,000 aided: 21 %), nearly 20,000 in 2023 (白皮书
   2023: 190 million yuan, ≈ 9,500 each; of 106,000: 19 %) and 16,804 in 2024 (刑事检察工作
-  白皮书 2024: 170 million yuan, ≈ 10,100 each). Minors here get ≈ 11,000 on average.
-- *Sexual offences against minors*: aided in about two cases of three, mean ≈ 13,000, median
-  ≈ 9,000 (:data:`SEXUAL_AMOUNT`, :data:`MINOR_SEXUAL_AMOUNT`). Published cases: a 12-year-old
+  白皮书 2024: 170 million yuan, ≈ 10,100 each). Minors here get ≈ 11,700 on average.
+- *Sexual offences against minors*: aided in about two cases of three, mean ≈ 17,000, median
+  ≈ 11,000 (:data:`SEXUAL_AMOUNT`, :data:`MINOR_SEXUAL_AMOUNT`). Published cases: a 12-year-old
   rape victim in 广饶 (Shandong), 30,000 yuan for therapy (最高检 typical case, 2023-04-14); a
   17-year-old victim of sexual assault with severe depression in 南昌, 10,000 yuan (2020); a
   minor harmed in body and mind in 湄潭, 4,000 yuan (2019). Adults' sexual offences: mean
