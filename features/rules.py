@@ -4,7 +4,15 @@ Sources: the Supreme People's Procuratorate's 2021 rules on state judicial assis
 (人民检察院开展国家司法救助工作细则), Art. 7 (who may be aided), Art. 8 (who is usually not),
 and the amount provisions (the previous-year provincial average monthly wage as the base,
 normally at most 36 months; more only for especially grave loss and especially severe
-hardship, and then never above what a court awarded).
+hardship, and then never above what a court awarded). Minors and victims of sexual offences:
+the Supreme People's Procuratorate's 2018 opinion on strengthening judicial aid for minors
+(最高人民检察院关于全面加强未成年人国家司法救助工作的意见, 2018-02-27; its list of the minors
+procuratorates shall aid begins with those whose body was disabled or whose mind was severely
+traumatised by a crime and who, not compensated in time, live in hardship), the Law on the
+Protection of Minors (未成年人保护法, 2020 revision) Art. 111 (economic aid among the measures
+for minor victims of sexual assault or violence), and the Procuratorate's and All-China
+Women's Federation's 2022 notice on special judicial aid for women in hardship (关注困难妇女群体，
+加强专项司法救助, victims of sexual assault named as a priority group).
 
 Each :class:`Rule` has an id, a Chinese and an English text, the fields it reads and a
 vectorised test over canonical columns (see ``features.contract``). Rules are applied
@@ -30,6 +38,18 @@ Columns = Mapping[str, np.ndarray]
 NO_COMPENSATION_OBTAINABLE = ("unable_to_pay", "deceased", "unidentified")
 LOW_INCOME_RECOGNISED = ("dibao", "tekun", "marginal", "poverty_monitoring")
 SEVERE_LOW_INCOME = ("dibao", "tekun")
+SEXUAL_OFFENCES = ("rape",)
+"""Crime types that are sexual offences (the contract's crime list has one)."""
+HARMED_IN_PERSON = (
+    "death",
+    "severe_injury",
+    "minor_injury",
+    "slight_injury",
+    "sexual_or_psychological",
+)
+"""Harm outcomes that are harm to the person (not property loss, not none)."""
+ADULT_AGE = 18
+"""Victims younger than this are minors (未成年人)."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,35 @@ def _cat_civil_tort(r: RuleInputs) -> np.ndarray:
     return tort & _no_compensation(columns) & r.hardship
 
 
+def _not_compensated_in_time(columns: Columns) -> np.ndarray:
+    """No compensation obtainable, or nothing received yet ("不能及时获得有效赔偿")."""
+    return _no_compensation(columns) | (compensation_in_hand(columns) == 0)
+
+
+def sexual_offence(columns: Columns) -> np.ndarray:
+    """A sexual offence: the crime is one, or the harm is recorded as sexual or psychological."""
+    return _among(columns, "crime_type", SEXUAL_OFFENCES) | _among(
+        columns, "harm_outcome", ("sexual_or_psychological",)
+    )
+
+
+def minor_victim(columns: Columns) -> np.ndarray:
+    """The victim is known to be under 18."""
+    age = _col(columns, "victim_age").astype(float)
+    return ~np.isnan(age) & (unknown_as_zero(age) < ADULT_AGE)
+
+
+def _cat_minor(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
+    harmed = _among(columns, "harm_outcome", HARMED_IN_PERSON) | sexual_offence(columns)
+    return minor_victim(columns) & harmed & _not_compensated_in_time(columns) & r.hardship
+
+
+def _cat_sexual(r: RuleInputs) -> np.ndarray:
+    columns = r.columns
+    return sexual_offence(columns) & _not_compensated_in_time(columns) & r.hardship
+
+
 def ceiling_exception_applies(r: RuleInputs) -> np.ndarray:
     """Especially grave loss, especially severe hardship, and a court award above 36 months."""
     columns, base = r.columns, r.base
@@ -344,6 +393,45 @@ RULES: tuple[Rule, ...] = (
         "through litigation, and in hardship (Art. 7)",
         ("crime_type", "offender_status", "low_income_status"),
         _cat_civil_tort,
+    ),
+    Rule(
+        "MINOR_VICTIM_PRIORITY",
+        RuleKind.CATEGORY,
+        "未成年人受到犯罪侵害致使身体伤残或者心理遭受严重创伤，因不能及时获得有效赔偿，造成生活困难，"
+        "应当给予救助并优先、特殊保护（最高人民检察院《关于全面加强未成年人国家司法救助工作的意见》"
+        "（2018）；《未成年人保护法》第一百一十一条）",
+        "A victim under 18, harmed in person or by a sexual offence, not compensated in time "
+        "and in hardship: to be aided with priority (SPP opinion on judicial aid for minors, "
+        "2018; Law on the Protection of Minors Art. 111)",
+        (
+            "victim_age",
+            "harm_outcome",
+            "crime_type",
+            "offender_status",
+            "compensation_received_yuan",
+            "low_income_status",
+            "registry_flags",
+        ),
+        _cat_minor,
+    ),
+    Rule(
+        "SEXUAL_OFFENCE_VICTIM",
+        RuleKind.CATEGORY,
+        "遭受性侵害的被害人，因不能及时获得有效赔偿，造成生活困难（细则第七条其他情形；"
+        "最高人民检察院、全国妇联关于加强困难妇女专项司法救助的通知（2022）将遭受性侵害的妇女列为重点对象；"
+        "未成年被害人另见《未成年人保护法》第一百一十一条）",
+        "A victim of a sexual offence (the crime, or harm recorded as sexual or psychological), "
+        "not compensated in time and in hardship (Art. 7, other cases; the SPP and Women's "
+        "Federation 2022 notice names victims of sexual assault a priority group)",
+        (
+            "crime_type",
+            "harm_outcome",
+            "offender_status",
+            "compensation_received_yuan",
+            "low_income_status",
+            "registry_flags",
+        ),
+        _cat_sexual,
     ),
     Rule(
         "CEILING_36_MONTHS",

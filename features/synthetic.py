@@ -35,6 +35,40 @@ here. The process, in the order it runs (all vectorised; ``rows`` rows from one 
    The scale is calibrated to the public figures: about 9,000 yuan per aided person,
    typical published cases around 35,000, rare joint awards near 300,000.
 
+**Calibration** (figures at 200,000 rows, seed 2026; ``tests/data/test_synthetic.py`` checks
+them on 50,000). Every figure is public; the sources, as read on 2026-12-03:
+
+- *Mean per aided person* ≈ 10,800 yuan, inside the national range 9,000–12,000: 2023 about
+  106,000 people and 950 million yuan (≈ 9,000), 2022 about 81,000 and 860 million (≈ 10,600),
+  women 2022-03..2023-03 ≈ 11,900, rural 2023..mid-2025 ≈ 10,300 (../shared/data/README.md).
+- *Women* ≈ 41 % of the aided: 38.7 % in 2022-03..2023-03 (最高检 and 全国妇联, the first year
+  of the special action on women in hardship, reported 2023-03).
+- *Minors* ≈ 21 % of the aided (:data:`CHILD_SHARE`, rape victims' ages, :data:`MINOR_LEAD`):
+  the Procuratorate aided about 17,000 minors in 2022 (未成年人检察工作白皮书 2022: 2.2 hundred
+  million yuan, ≈ 13,000 each; of about 81,000 aided: 21 %), nearly 20,000 in 2023 (白皮书
+  2023: 190 million yuan, ≈ 9,500 each; of 106,000: 19 %) and 16,804 in 2024 (刑事检察工作
+  白皮书 2024: 170 million yuan, ≈ 10,100 each). Minors here get ≈ 11,700 on average.
+- *Sexual offences against minors*: aided in about two cases of three, mean ≈ 17,000, median
+  ≈ 11,000 (:data:`SEXUAL_AMOUNT`, :data:`MINOR_SEXUAL_AMOUNT`). Published cases: a 12-year-old
+  rape victim in 广饶 (Shandong), 30,000 yuan for therapy (最高检 typical case, 2023-04-14); a
+  17-year-old victim of sexual assault with severe depression in 南昌, 10,000 yuan (2020); a
+  minor harmed in body and mind in 湄潭, 4,000 yuan (2019). Adults' sexual offences: mean
+  ≈ 7,800 — an estimate (no published amount found), below the minors' as the 2018 opinion
+  adds the costs of a child's upbringing and therapy.
+- *Deaths*: mean ≈ 28,000, median ≈ 22,000; with two or more minor dependants and a 低保
+  family ≈ 57,000 (:data:`MINOR_DEPENDANT_AMOUNT`). Published cases (skewed high, as typical
+  cases are): 100,000 to the widow and two daughters of a murdered man in 厦门 (2015); about
+  350,000 for seven relatives of six traffic deaths in five cases in 卓尼, Gansu (甘肃高院
+  typical cases, 2024: ≈ 70,000 a case). The averages are an estimate scaled down from them
+  by the ratio of the typical cases' median (≈ 35,000) to the national mean (≈ 9,000–10,000).
+- *Severe injuries*: mean ≈ 16,600. Published: 100,000 to a 65-year-old with 重伤二级 and no
+  family, jointly by 海淀 and 邹城 (2019); an estimate scaled down the same way.
+- *Property loss*: mean ≈ 2,300 — an estimate; published: 43,400 to a fraud victim who lost
+  239,000 yuan in 无为 (2020), an uncommonly large loss.
+- Sexual or psychological harm is the v1.1 ``harm_outcome``; rape cases recorded as ``none``
+  (how a v1 case system had to record them, 5 % of rape cases) are read by the offices as
+  sexual harm (:func:`decided_harm`), so both records lead to the same decision.
+
 The **oracle** columns give what the best possible model could know:
 ``oracle_p_judicial_aid``, ``oracle_p_social_assistance``, ``oracle_p_civil_support`` (the
 true probabilities, noise included) and two conditional medians of the amount in months
@@ -69,11 +103,14 @@ from features.contract import (
 from features.rules import (
     NO_COMPENSATION_OBTAINABLE,
     SEVERE_LOW_INCOME,
+    SEXUAL_OFFENCES,
     EligibilityStatus,
     RuleResults,
     compensation_in_hand,
     documented_loss,
     evaluate_rules,
+    minor_victim,
+    sexual_offence,
 )
 from features.wages import CEILING_MONTHS, WageTable
 
@@ -100,23 +137,24 @@ GENERATED_HARMS = (
     "slight_injury",
     "property_loss",
     "none",
+    "sexual_or_psychological",
 )
 """The harms the generator draws, in the column order of the tables below."""
 # P(harm outcome | crime), in the order of GENERATED_HARMS
 HARM_GIVEN_CRIME = np.array([
-    [0.05, 0.25, 0.45, 0.21, 0.02, 0.02],  # intentional_injury
-    [0.75, 0.20, 0.04, 0.01, 0.00, 0.00],  # intentional_homicide
-    [0.90, 0.08, 0.02, 0.00, 0.00, 0.00],  # negligent_homicide
-    [0.22, 0.30, 0.30, 0.15, 0.03, 0.00],  # traffic_accident
-    [0.02, 0.15, 0.40, 0.38, 0.00, 0.05],  # rape
-    [0.03, 0.12, 0.25, 0.25, 0.33, 0.02],  # robbery
-    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05],  # fraud
-    [0.00, 0.00, 0.00, 0.02, 0.93, 0.05],  # theft
-    [0.00, 0.00, 0.00, 0.00, 0.97, 0.03],  # illegal_fundraising
-    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05],  # wage_arrears
-    [0.05, 0.20, 0.35, 0.30, 0.00, 0.10],  # abuse_abandonment
-    [0.08, 0.25, 0.35, 0.25, 0.05, 0.02],  # civil_tort
-    [0.05, 0.10, 0.20, 0.25, 0.30, 0.10],  # other
+    [0.05, 0.25, 0.45, 0.21, 0.02, 0.02, 0.00],  # intentional_injury
+    [0.75, 0.20, 0.04, 0.01, 0.00, 0.00, 0.00],  # intentional_homicide
+    [0.90, 0.08, 0.02, 0.00, 0.00, 0.00, 0.00],  # negligent_homicide
+    [0.22, 0.30, 0.30, 0.15, 0.03, 0.00, 0.00],  # traffic_accident
+    [0.01, 0.06, 0.10, 0.08, 0.00, 0.05, 0.70],  # rape (none: a v1 system's record)
+    [0.03, 0.12, 0.25, 0.25, 0.33, 0.02, 0.00],  # robbery
+    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05, 0.00],  # fraud
+    [0.00, 0.00, 0.00, 0.02, 0.93, 0.05, 0.00],  # theft
+    [0.00, 0.00, 0.00, 0.00, 0.97, 0.03, 0.00],  # illegal_fundraising
+    [0.00, 0.00, 0.00, 0.00, 0.95, 0.05, 0.00],  # wage_arrears
+    [0.05, 0.20, 0.30, 0.25, 0.00, 0.08, 0.12],  # abuse_abandonment
+    [0.08, 0.25, 0.35, 0.25, 0.05, 0.02, 0.00],  # civil_tort
+    [0.05, 0.10, 0.20, 0.22, 0.30, 0.10, 0.03],  # other
 ])  # fmt: skip
 
 # P(offender status | crime): able_to_pay, unable_to_pay, deceased, unidentified, unknown
@@ -136,14 +174,34 @@ OFFENDER_GIVEN_CRIME = np.array([
     [0.30, 0.40, 0.03, 0.12, 0.15],
 ])  # fmt: skip
 
-# medical cost, necessary expenses and property loss: median months of base, by harm
-MEDICAL_MEDIAN = np.array([1.2, 4.0, 1.0, 0.15, 0.0, 0.0])
-EXPENSE_MEDIAN = np.array([3.0, 0.8, 0.3, 0.08, 0.05, 0.02])
-COURT_AWARD_MEDIAN = np.array([45.0, 14.0, 3.5, 0.8, 0.0, 0.0])
-# log-months of the amount by harm (before hardship, expenses and province practice)
-AMOUNT_LOCATION = np.array([0.4, -0.75, -1.65, -2.3, -1.8, -2.8])
+# medical cost (for sexual or psychological harm: examinations and therapy), necessary
+# expenses and the court award: median months of base, by harm (order of GENERATED_HARMS)
+MEDICAL_MEDIAN = np.array([1.2, 4.0, 1.0, 0.15, 0.0, 0.0, 0.4])
+EXPENSE_MEDIAN = np.array([3.0, 0.8, 0.3, 0.08, 0.05, 0.02, 0.15])
+COURT_AWARD_MEDIAN = np.array([45.0, 14.0, 3.5, 0.8, 0.0, 0.0, 1.0])
+# log-months of the amount by harm (before hardship, expenses and province practice); sexual
+# or psychological harm starts where a minor injury does (the same harm severity, so the
+# monotone amount model can follow it) and the sexual offence adds SEXUAL_AMOUNT
+AMOUNT_LOCATION = np.array([0.45, -0.75, -1.65, -2.3, -1.85, -2.8, -1.65])
 # lead logit by harm
-LEAD_HARM = np.array([1.2, 0.9, 0.2, -0.6, -0.1, -2.0])
+LEAD_HARM = np.array([1.2, 0.9, 0.2, -0.6, -0.1, -2.0, 0.6])
+
+CHILD_SHARE = 0.13
+"""Share of victims (outside wage arrears) drawn as children under 18, besides the crimes
+whose victims are often minors (rape, abuse): with them, minors are about a fifth of the
+aided, as in the Procuratorate's figures (see the module docstring)."""
+SEXUAL_LEAD = 0.6
+"""Lead log-odds a sexual offence adds (priority group: the 2018 opinion, the 2022 notice)."""
+MINOR_LEAD = 0.5
+"""Lead log-odds a victim under 18 adds (特殊、优先保护, the 2018 opinion)."""
+SEXUAL_AMOUNT = 0.75
+"""log(months) a sexual offence adds to the amount (therapy, long psychological harm)."""
+MINOR_AMOUNT = 0.35
+"""log(months) a victim under 18 adds (the opinion: "学习成长所需合理费用")."""
+MINOR_SEXUAL_AMOUNT = 0.6
+"""log(months) added again when a minor is the victim of a sexual offence."""
+MINOR_DEPENDANT_AMOUNT = 0.12
+"""log(months) each minor dependant adds (up to four): a child's upbringing to pay for."""
 
 
 OFFICES_PER_PROVINCE = (4, 12)
@@ -376,6 +434,7 @@ def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
     harm_index = _choose(rng, HARM_GIVEN_CRIME[case["crime_index"]])
     death, severe, minor, slight = (harm_index == k for k in range(4))
     injured = severe | minor | slight
+    sexual = harm_index == GENERATED_HARMS.index("sexual_or_psychological")
     u = rng.random(n)
     role = np.where(
         death,
@@ -383,11 +442,11 @@ def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
         np.where(u < 0.03, "witness_or_reporter", np.where(u < 0.15, "close_relative", "victim")),
     ).astype(object)
     age = np.clip(rng.normal(42, 16, n), 18, 90)
-    age = np.where(_is_crime(case, "rape"), np.clip(rng.normal(24, 8, n), 12, 60), age)
+    age = np.where(_is_crime(case, "rape"), np.clip(rng.normal(20, 8, n), 6, 60), age)
     age = np.where(_is_crime(case, "wage_arrears"), np.clip(rng.normal(40, 10, n), 18, 65), age)
     abuse_age = np.where(rng.random(n) < 0.5, rng.uniform(1, 16, n), rng.uniform(65, 92, n))
     age = np.where(_is_crime(case, "abuse_abandonment"), abuse_age, age)
-    child = (rng.random(n) < 0.07) & ~_is_crime(case, "wage_arrears")
+    child = (rng.random(n) < CHILD_SHARE) & ~_is_crime(case, "wage_arrears")
     age = np.floor(np.where(child, rng.uniform(0, 18, n), age))
     female_share = np.select(
         [_is_crime(case, "rape"), _is_crime(case, "abuse_abandonment"), _is_crime(case, "fraud")],
@@ -395,9 +454,11 @@ def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
         0.35,
     )
     sex = np.where(rng.random(n) < female_share, "female", "male").astype(object)
-    grade_known = rng.random(n) < np.select([severe, minor, slight], [0.75, 0.2, 0.03], 0.0)
+    grade_known = rng.random(n) < np.select(
+        [severe, minor, slight, sexual], [0.75, 0.2, 0.03, 0.05], 0.0
+    )
     raw_grade = np.select(
-        [severe, minor],
+        [severe, minor | sexual],
         [
             np.clip(np.round(rng.normal(6.0, 2.2, n)), 1, 10),
             np.clip(np.round(rng.normal(9, 1, n)), 7, 10),
@@ -413,6 +474,7 @@ def _harm_and_victim(rng: np.random.Generator, case: Latent) -> Latent:
         "severe": severe,
         "minor": minor,
         "injured": injured,
+        "sexual": sexual,
         "role": role,
         "age": age,
         "sex": sex,
@@ -427,7 +489,9 @@ def _money_in_months(rng: np.random.Generator, case: Latent) -> Latent:
     harm_index, death, injured = case["harm_index"], case["death"], case["injured"]
     grade = case["disability_grade"]
     medical_m = np.where(
-        injured | death, _lognormal(rng, MEDICAL_MEDIAN[harm_index] + 1e-9, 0.8), 0.0
+        injured | death | case["sexual"],
+        _lognormal(rng, MEDICAL_MEDIAN[harm_index] + 1e-9, 0.8),
+        0.0,
     )
     medical_m = np.where(death & (rng.random(n) < 0.4), 0.0, medical_m)
     medical_m += np.where(~np.isnan(grade), (11 - np.nan_to_num(grade)) * 0.3, 0)
@@ -618,6 +682,21 @@ class CardFacts:
     minors: np.ndarray
     disability: np.ndarray
     hardship: np.ndarray
+    harm_index: np.ndarray  # the harm as the office reads it (index into GENERATED_HARMS)
+    sexual: np.ndarray  # a sexual offence (the crime or the recorded harm)
+    child: np.ndarray  # the victim is under 18
+
+
+def decided_harm(record: dict[str, np.ndarray]) -> np.ndarray:
+    """The harm as an office reads the card (an index into GENERATED_HARMS).
+
+    A sexual offence recorded as ``none`` (how a v1 case system had to record it) is read as
+    sexual or psychological harm.
+    """
+    harm = np.asarray(record["harm_outcome"], dtype=object)
+    index = np.array([GENERATED_HARMS.index(h) for h in harm], dtype=int)
+    v1_sexual = (harm == "none") & np.isin(record["crime_type"], SEXUAL_OFFENCES)
+    return np.where(v1_sexual, GENERATED_HARMS.index("sexual_or_psychological"), index)
 
 
 def _card_facts(record: dict[str, np.ndarray], base: np.ndarray) -> CardFacts:
@@ -662,6 +741,9 @@ def _card_facts(record: dict[str, np.ndarray], base: np.ndarray) -> CardFacts:
         minors=np.nan_to_num(record["minor_dependants"]),
         disability=np.where(np.isnan(grade), 0.0, 11 - np.nan_to_num(grade)),
         hardship=hardship,
+        harm_index=decided_harm(record),
+        sexual=sexual_offence(record),
+        child=minor_victim(record),
     )
 
 
@@ -679,10 +761,10 @@ def _decide_outcomes(
     """7. The office's decisions, from the case card, and the oracle of each."""
     base, province_index = case["base"], case["province_index"]
     facts = _card_facts(record, base)
-    lead_logit = _judicial_aid_logit(record, facts, case["harm_index"])
+    lead_logit = _judicial_aid_logit(record, facts)
     p_lead = _noisy(lead_logit + world.lead_readiness[province_index])
     granted = rng.random(len(base)) < p_lead
-    location = _amount_location(facts, case["harm_index"])
+    location = _amount_location(facts)
     cap_months = _cap_months(record, facts, base)
     generosity = world.generosity[province_index] + world.office_generosity[case["office_index"]]
     noise = AMOUNT_NOISE_SIGMA * rng.standard_normal(len(base))
@@ -707,9 +789,7 @@ def _decide_outcomes(
     return outcomes, oracle
 
 
-def _judicial_aid_logit(
-    record: dict[str, np.ndarray], facts: CardFacts, harm_index: np.ndarray
-) -> np.ndarray:
+def _judicial_aid_logit(record: dict[str, np.ndarray], facts: CardFacts) -> np.ndarray:
     """The lead's log-odds before the province's readiness: the rules' verdict first."""
     status = facts.rules.status
     no_comp = np.isin(record["offender_status"], NO_COMPENSATION_OBTAINABLE)
@@ -723,7 +803,9 @@ def _judicial_aid_logit(
     )
     return np.asarray(
         verdict
-        + LEAD_HARM[harm_index]
+        + LEAD_HARM[facts.harm_index]
+        + SEXUAL_LEAD * facts.sexual
+        + MINOR_LEAD * facts.child
         + 0.08 * facts.disability
         + 0.9 * facts.hardship
         + 0.7 * no_comp
@@ -733,7 +815,7 @@ def _judicial_aid_logit(
     )
 
 
-def _amount_location(facts: CardFacts, harm_index: np.ndarray) -> np.ndarray:
+def _amount_location(facts: CardFacts) -> np.ndarray:
     """log(months) of a granted case before the province's generosity and the noise.
 
     Monotone in the harm, the expenses, the uncovered loss (up) and the compensation
@@ -741,7 +823,10 @@ def _amount_location(facts: CardFacts, harm_index: np.ndarray) -> np.ndarray:
     """
     months = facts.months
     return np.asarray(
-        AMOUNT_LOCATION[harm_index]
+        AMOUNT_LOCATION[facts.harm_index]
+        + SEXUAL_AMOUNT * facts.sexual
+        + MINOR_AMOUNT * facts.child
+        + MINOR_SEXUAL_AMOUNT * (facts.child & facts.sexual)
         + 0.09 * facts.disability
         + 0.22 * np.log1p(months["medical_cost_yuan"] + months["case_expense_yuan"])
         + 0.12 * np.log1p(facts.uncovered_m)
@@ -749,7 +834,7 @@ def _amount_location(facts: CardFacts, harm_index: np.ndarray) -> np.ndarray:
         + 0.25 * facts.severe_low
         + 0.12 * facts.some_low
         + 0.12 * np.minimum(facts.dependants, 4)
-        + 0.10 * (facts.minors > 0)
+        + MINOR_DEPENDANT_AMOUNT * np.minimum(facts.minors, 4)
         + 0.15 * facts.no_labor
         + 0.08 * facts.registered
     )

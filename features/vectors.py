@@ -38,6 +38,7 @@ from features.rules import (
     compensation_in_hand,
     documented_loss,
     evaluate_rules,
+    sexual_offence,
 )
 from features.wages import WageTable
 
@@ -63,6 +64,7 @@ CATEGORICAL_FIELDS = (
 FEATURE_LABELS_ZH: dict[str, str] = {
     "harm_severity": "人身损害严重程度",
     "property_harm": "财产损失类案件",
+    "sexual_offence": "性侵害案件",
     "disability_severity": "伤残严重程度（11−伤残等级）",
     "urgent_medical_need": "急需救治",
     "medical_cost_months": "医疗费（月工资倍数）",
@@ -284,6 +286,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         values: dict[str, np.ndarray] = {
             "harm_severity": ordinal("harm_outcome", HARM_SEVERITY),
             "property_harm": (harm == "property_loss").astype(float),
+            "sexual_offence": sexual_offence(columns).astype(float),
             "disability_severity": np.where(np.isnan(grade), 0.0, 11.0 - grade),
             "urgent_medical_need": np.asarray(columns["urgent_medical_need"], dtype=float),
             "medical_cost_months": medical,

@@ -14,6 +14,8 @@ from typing import Any
 
 from features.contract import FIELD_BY_NAME, PROVINCE_NAMES_ZH, Kind
 from features.vectors import FEATURE_LABELS_ZH
+from training.groups import GROUP_FIGURES_ZH as GROUP_FIGURES_ZH
+from training.groups import GROUPS
 
 # China keeps one offset all year (no daylight saving since 1991): a fixed zone is exact and
 # needs no time-zone database.
@@ -51,6 +53,8 @@ AMOUNT_METRICS_ZH = {
     "amount_mae_ratio_to_oracle": "误差与最优可能之比",
     "amount_holdout_cases": "留出检验案件数",
 }
+GROUP_ZH = {"all": "全部案件", **{group.id: group.zh for group in GROUPS}}
+"""The evaluation's groups by id (``training.groups``), with the whole holdout as ``all``."""
 LEAD_METRICS_ZH = {
     "auc": "AUC（区分能力）",
     "pr_auc": "PR-AUC",

@@ -491,6 +491,11 @@ class ModelCard(BaseModel):
     trained_at: str | None
     training_data: dict[str, Any]
     evaluation: dict[str, float]
+    evaluation_by_group: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per group (minors, women, elderly, rural, dibao, veteran_family; `all` "
+        "beside them): lead recall at the flagging threshold, amount MAE and ratios to the oracle",
+    )
     features: dict[str, list[str]]
     monotone_constraints: dict[str, int]
     flag_thresholds: dict[str, float]

@@ -35,6 +35,7 @@ from features.vectors import (
 )
 from training.config import TrainingConfig
 from training.grades import GradedCases
+from training.groups import groups_from_metrics
 from training.policy import Policy
 
 REFERENCE_AMOUNT = "reference_amount"
@@ -525,8 +526,8 @@ class ModelBundle:
     def card(self) -> dict[str, Any]:
         """What a reviewer needs to know of this version.
 
-        Its training data, the evaluation it was promoted on, the features of each model,
-        the monotone constraints and the thresholds.
+        Its training data, the evaluation it was promoted on (overall and by group), the
+        features of each model, the monotone constraints and the thresholds.
         """
         meta = self.metadata
         return {
@@ -536,6 +537,7 @@ class ModelBundle:
                 for key in ("rows", "rows_by_part", "years", "wage_table_version", "config_version")
             },
             "evaluation": meta.get("evaluation", {}),
+            "evaluation_by_group": groups_from_metrics(meta.get("evaluation", {})),
             "features": {
                 REFERENCE_AMOUNT: list(self.amount.features),
                 **{name: list(lead.features) for name, lead in self.leads.items()},

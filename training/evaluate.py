@@ -4,7 +4,9 @@ Everything is measured on the same held-out rows: the amount against three basel
 flat rule, the clerk's "similar cases" median, a linear model) and against the oracle; the
 leads by discrimination, calibration and recall at a review budget against the rule-based
 screen offices use today; fairness (sex never moves the amount; deviation of actual amounts
-from the reference by province, the 同案不同救 picture). The flat ``metrics`` dict is what
+from the reference by province, the 同案不同救 picture); and the same figures for each of the
+groups the procuratorates aid deliberately (``training.groups``), beside the overall, with a
+warning in the log for a group served markedly worse. The flat ``metrics`` dict is what
 MLflow logs and the promotion gate reads.
 """
 
@@ -32,10 +34,22 @@ from features.rules import (
 )
 from features.vectors import CATEGORICAL_FIELDS, columns_from_frame
 from training.bundle import REFERENCE_AMOUNT, ModelBundle, Scores
+from training.groups import GROUPS, metric_name
 
 log = logging.getLogger(__name__)
 
 REVIEW_BUDGETS = (0.05, 0.10)
+GROUP_LEAD = "judicial_aid"
+"""The lead whose recall at the flagging threshold is reported per group."""
+GROUP_MIN_AIDED = 100
+"""A group is judged only with at least this many aided holdout cases (fewer: too noisy)."""
+GROUP_RECALL_SHORTFALL = 0.05
+"""A group is served markedly worse when the model's lead recall falls short of the oracle's
+by this much more than it does overall (recall at the flagging threshold, absolute)."""
+GROUP_MAE_RATIO_EXCESS = 0.05
+"""... or when its amount MAE ratio to the oracle exceeds the overall ratio by this much ..."""
+GROUP_MEDIAN_RATIO_BAND = (0.9, 1.1)
+"""... or when the median of its reference amounts over the oracle's leaves this band."""
 
 
 @dataclass
@@ -290,6 +304,115 @@ def evaluate_fairness(
     return metrics, {"deviation_by_province": by_province}
 
 
+def _group_figures(
+    mask: np.ndarray,
+    holdout: pd.DataFrame,
+    scores: Scores,
+    label: np.ndarray,
+    probability: np.ndarray,
+    oracle_p: np.ndarray | None,
+    threshold: float,
+    oracle_months: np.ndarray | None,
+) -> dict[str, float]:
+    """Lead recall at the threshold, amount MAE and ratios to the oracle on ``mask``'s rows."""
+    aided = mask & (label == 1.0)
+    figures = {"cases": float(mask.sum()), "aided": float(aided.sum())}
+    if not aided.any():
+        return figures
+    figures["lead_recall"] = float(np.mean(probability[aided] >= threshold))
+    if oracle_p is not None:
+        figures["oracle_lead_recall"] = float(np.mean(oracle_p[aided] >= threshold))
+    granted = mask & (holdout["aid_granted"].to_numpy(dtype=float) == 1.0)
+    if not granted.any():
+        return figures
+    actual = holdout["aid_amount_yuan"].to_numpy(dtype=float)[granted]
+    predicted = scores.reference_amount_yuan[granted]
+    figures["amount_mae_yuan"] = float(np.mean(np.abs(predicted - actual)))
+    if oracle_months is not None:
+        oracle = oracle_months[granted] * scores.base_monthly_wage[granted]
+        oracle_mae = float(np.mean(np.abs(oracle - actual)))
+        figures["amount_mae_ratio_to_oracle"] = figures["amount_mae_yuan"] / max(oracle_mae, 1.0)
+        figures["amount_median_ratio_to_oracle"] = float(
+            np.median(predicted / np.maximum(oracle, 1.0))
+        )
+    return figures
+
+
+def served_worse(figures: dict[str, float], overall: dict[str, float]) -> list[str]:
+    """Why a group is served markedly worse than the holdout overall (empty: it is not)."""
+    if figures.get("aided", 0.0) < GROUP_MIN_AIDED:
+        return []
+    reasons = []
+    if {"lead_recall", "oracle_lead_recall"} <= figures.keys() and "lead_recall" in overall:
+        gap = figures["oracle_lead_recall"] - figures["lead_recall"]
+        overall_gap = overall.get("oracle_lead_recall", 0.0) - overall.get("lead_recall", 0.0)
+        if gap - overall_gap > GROUP_RECALL_SHORTFALL:
+            reasons.append(
+                f"lead recall {figures['lead_recall']:.3f} vs the oracle's "
+                f"{figures['oracle_lead_recall']:.3f} (overall gap {overall_gap:.3f})"
+            )
+    ratio = figures.get("amount_mae_ratio_to_oracle")
+    if ratio is not None and ratio - overall.get("amount_mae_ratio_to_oracle", ratio) > (
+        GROUP_MAE_RATIO_EXCESS
+    ):
+        reasons.append(
+            f"amount MAE ratio to the oracle {ratio:.3f} "
+            f"(overall {overall['amount_mae_ratio_to_oracle']:.3f})"
+        )
+    median = figures.get("amount_median_ratio_to_oracle")
+    low, high = GROUP_MEDIAN_RATIO_BAND
+    if median is not None and not low <= median <= high:
+        reasons.append(f"median reference amount {median:.3f} × the oracle's")
+    return reasons
+
+
+def evaluate_groups(
+    bundle: ModelBundle, scores: Scores, holdout: pd.DataFrame
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The per-group figures beside the overall; a warning for a group served markedly worse.
+
+    Lead recall is the share of the group's granted cases whose calibrated judicial-aid
+    probability reaches the flagging threshold (and the same for the oracle's probability);
+    the amount's MAE and its ratios to the oracle are on the group's granted cases.
+    """
+    if GROUP_LEAD not in bundle.leads:
+        return {}, {}
+    target = bundle.config.targets[GROUP_LEAD]
+    label = holdout[target.label].to_numpy(dtype=float)
+    probability = scores.lead_probability[GROUP_LEAD]
+    oracle_p = holdout[target.oracle].to_numpy(dtype=float) if target.oracle in holdout else None
+    amount_oracle = bundle.config.amount.oracle
+    oracle_months = (
+        holdout[amount_oracle].to_numpy(dtype=float) if amount_oracle in holdout else None
+    )
+    threshold = bundle.lead_thresholds[GROUP_LEAD]
+
+    def figures(mask: np.ndarray) -> dict[str, float]:
+        return _group_figures(
+            mask, holdout, scores, label, probability, oracle_p, threshold, oracle_months
+        )
+
+    overall = figures(np.ones(len(holdout), dtype=bool))
+    report: dict[str, Any] = {
+        "flag_threshold": threshold,
+        "all": {"zh": "全部", **overall, "served_worse": []},
+    }
+    metrics = {metric_name("all", k): v for k, v in overall.items()}
+    for group in GROUPS:
+        found = figures(np.asarray(group.members(holdout), dtype=bool))
+        reasons = served_worse(found, overall)
+        report[group.id] = {"zh": group.zh, **found, "served_worse": reasons}
+        metrics |= {metric_name(group.id, k): v for k, v in found.items()}
+        if reasons:
+            log.warning(
+                "group %s (%s) is served markedly worse than the holdout overall: %s",
+                group.id,
+                group.zh,
+                "; ".join(reasons),
+            )
+    return metrics, report
+
+
 def mean_abs_contributions(bundle: ModelBundle, frame: pd.DataFrame, rows: int = 2000) -> dict:
     """The features' mean absolute TreeSHAP contributions (months for the amount, log-odds)."""
     sample = frame.sample(min(rows, len(frame)), random_state=0)
@@ -314,10 +437,12 @@ def evaluate_bundle(
     amount_metrics, amount_detail = evaluate_amount(bundle, scores, holdout, baselines)
     lead_metrics, curves = evaluate_leads(bundle, scores, holdout)
     fairness_metrics, fairness_detail = evaluate_fairness(bundle, scores, holdout)
-    metrics = {**amount_metrics, **lead_metrics, **fairness_metrics}
+    group_metrics, groups = evaluate_groups(bundle, scores, holdout)
+    metrics = {**amount_metrics, **lead_metrics, **fairness_metrics, **group_metrics}
     report = {
         "holdout_rows": len(holdout),
         "metrics": metrics,
+        "groups": groups,
         "fairness": fairness_detail,
         "mean_abs_contributions": mean_abs_contributions(bundle, holdout),
     }

@@ -531,3 +531,18 @@ def test_the_cookie_is_secure_when_the_pages_are_served_over_https(api: dict[str
     response = sign_in(client, api["keys"]["reviewer"])
     assert response.status_code == 303
     assert "; secure" in response.headers["set-cookie"].lower()
+
+
+def test_the_model_page_shows_the_evaluation_by_group(api: dict[str, Any]) -> None:
+    card = api["client"].get("/v1/model", headers=headers(api, "reviewer")).json()
+    groups = card["evaluation_by_group"]
+    assert {"all", "minors", "women", "elderly", "rural", "dibao", "veteran_family"} <= set(groups)
+    page = signed_in(api).get("/ui/model").text
+    table = page[page.index('<table id="groups">') :]
+    table = table[: table.index("</table>")]
+    for group in groups:
+        assert f'id="group-{group}"' in table and formats.GROUP_ZH[group] in table
+    row = table[table.index('id="group-minors"') :]
+    row = row[: row.index("</tr>")]
+    assert formats.percent(groups["minors"]["lead_recall"]) in row
+    assert formats.number(groups["minors"]["cases"]) in row

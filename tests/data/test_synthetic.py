@@ -134,3 +134,44 @@ def test_offices_lie_in_their_province_and_some_deviate(
             assert (gap > 0.2) if kind == "generous" else (gap < -0.2), (code, gap)
             checked += 1
     assert checked >= 20
+
+
+def test_who_is_aided_matches_the_public_shares(history: pd.DataFrame) -> None:
+    """Women 38.7 % of the aided (2022-23), minors 19-21 % (2022, 2023), 9,000-12,000 each.
+
+    60,000 rows give about 21,000 aided: a share's standard error is about 0.3 points and the
+    mean's about 150 yuan, so the bands below are the published ranges with room for
+    the seed, not for a drift of the process.
+    """
+    granted = history[history["aid_granted"] == 1.0]
+    assert 9_000 < granted["aid_amount_yuan"].mean() < 12_000
+    assert 0.36 < (granted["victim_sex"] == "female").mean() < 0.44
+    assert 0.17 < (granted["victim_age"] < 18).mean() < 0.24
+
+
+def test_sexual_offences_against_minors_are_aided_often_and_substantially(
+    history: pd.DataFrame,
+) -> None:
+    sexual = (history["crime_type"] == "rape") | (
+        history["harm_outcome"] == "sexual_or_psychological"
+    )
+    child = history["victim_age"] < 18
+    assert (history["harm_outcome"] == "sexual_or_psychological").any()
+    children = history[sexual & child]
+    adults_hurt = history[~sexual & ~child & (history["harm_outcome"] == "minor_injury")]
+    assert children["aid_granted"].mean() > 0.55
+    assert children["aid_granted"].mean() > adults_hurt["aid_granted"].mean() + 0.2
+    amount = children.loc[children["aid_granted"] == 1.0, "aid_amount_yuan"]
+    assert amount.median() > 6_000  # published: 4,000 to 30,000; 10,000 a common figure
+    # a rape recorded as `none` (a v1 record) is decided as the sexual harm it was
+    v1 = history[(history["crime_type"] == "rape") & (history["harm_outcome"] == "none")]
+    assert v1["oracle_p_judicial_aid"].mean() > 0.3
+
+
+def test_deaths_with_minor_dependants_receive_more(history: pd.DataFrame) -> None:
+    deaths = history[(history["harm_outcome"] == "death") & (history["aid_granted"] == 1.0)]
+    months = deaths["oracle_amount_months_national"]
+    with_children = months[deaths["minor_dependants"] >= 2]
+    without = months[deaths["minor_dependants"] == 0]
+    assert with_children.median() > 1.3 * without.median()
+    assert 15_000 < deaths["aid_amount_yuan"].mean() < 45_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,3 +235,47 @@ def test_one_treeshap_pass_gives_the_same_numbers_as_predicting(
                 alone = bundle.contributions(target, reference.matrix)
                 np.testing.assert_allclose(contributions.values, alone.values, atol=1e-12)
                 np.testing.assert_allclose(contributions.base, alone.base, atol=1e-12)
+
+
+def test_the_cases_of_issue_11_are_answered_plausibly(bundle: ModelBundle) -> None:
+    """The three answers of issue #11 are plausible.
+
+    A raped 14-year-old from a 低保 left-behind family is a clear lead with a substantial
+    amount; a death leaving four minor children in a 低保 family gets clearly more than an
+    ordinary death (the figures and their sources: features.synthetic's docstring).
+    """
+    from training.plausibility import plausibility_rows
+
+    rows = plausibility_rows(bundle).set_index("case")
+    child = rows.loc["child_rape_v1"]
+    assert child["status"] == "eligible"
+    assert {"MINOR_VICTIM_PRIORITY", "SEXUAL_OFFENCE_VICTIM"} <= set(child["rules"].split(";"))
+    assert child["flagged"] and child["p_judicial_aid"] > 0.7
+    assert child["amount_yuan"] > 3 * rows.loc["slight_injury", "amount_yuan"]
+    # the v1.1 record of the same case: a graver recorded harm never lowers the amount
+    assert rows.loc["child_rape_v11", "amount_yuan"] >= child["amount_yuan"]
+    four = rows.loc["death_four_minors_dibao"]
+    ordinary = rows.loc["death_ordinary"]
+    assert four["flagged"] and ordinary["flagged"]
+    assert four["amount_yuan"] > 1.3 * ordinary["amount_yuan"]
+    assert rows.loc["victim_at_fault", "status"] == "excluded"
+    assert not rows.loc["victim_at_fault", "flagged"]
+
+
+def test_the_evaluation_reports_each_group_beside_the_overall(
+    trained: tuple[ModelBundle, Any], model_history: pd.DataFrame
+) -> None:
+    from training.evaluate import evaluate_groups
+    from training.groups import GROUPS, groups_from_metrics
+
+    bundle, split = trained
+    holdout = model_history.loc[split.holdout].reset_index(drop=True)
+    metrics, report = evaluate_groups(bundle, bundle.score(holdout), holdout)
+    assert report["flag_threshold"] == bundle.lead_thresholds["judicial_aid"]
+    assert set(report) == {"flag_threshold", "all", *(g.id for g in GROUPS)}
+    minors = report["minors"]
+    assert minors["cases"] == (holdout["victim_age"] < 18).sum()
+    assert 0.0 <= minors["lead_recall"] <= 1.0
+    assert minors["amount_mae_yuan"] > 0 and 0.5 < minors["amount_median_ratio_to_oracle"] < 2
+    assert report["all"]["cases"] == len(holdout)
+    assert groups_from_metrics(metrics)["women"]["aided"] == report["women"]["aided"]

@@ -257,3 +257,19 @@ def test_outcome_columns_never_reach_the_pyfunc_input(registry: dict[str, Any]) 
 def test_unknown_model_uri_is_a_clear_error(registry: dict[str, Any], bad: str) -> None:
     result = _invoke(registry, "evaluate", "--data", str(registry["history"]), "--model-uri", bad)
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_evaluation_json_and_the_model_card_carry_the_groups(registry: dict[str, Any]) -> None:
+    from training.groups import GROUPS
+
+    mlflow.set_tracking_uri(registry["tracking_uri"])
+    version = MlflowClient().get_model_version_by_alias(MODEL, "champion")
+    path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path="evaluation.json"
+    )
+    groups = json.loads(Path(path).read_text())["groups"]
+    assert {"all", *(g.id for g in GROUPS)} <= set(groups)
+    assert groups["women"]["cases"] > 0 and "lead_recall" in groups["women"]
+    assert "amount_median_ratio_to_oracle" in groups["all"]
+    card = load_bundle(f"models:/{MODEL}@champion")[0].card()
+    assert card["evaluation_by_group"]["women"]["cases"] == groups["women"]["cases"]

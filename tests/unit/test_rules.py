@@ -203,3 +203,47 @@ def test_a_hit_carries_the_facts_that_triggered_it() -> None:
     hit = next(h for h in rule_hits(columns, results, 0) if h.id == "EXCL_VICTIM_AT_FAULT")
     assert hit.facts == {"victim_at_fault": True}
     assert hit.zh.startswith("被害人") and hit.kind == "exclusion"
+
+
+def test_minor_victim_priority() -> None:
+    rule = "MINOR_VICTIM_PRIORITY"
+    case = _case(victim_age=14, victim_sex="female", **NO_COMPENSATION, **HARDSHIP)
+    ids, status, _ = _hits(case)
+    assert rule in ids and status == EligibilityStatus.ELIGIBLE
+    assert rule not in _hits({**case, "victim_age": 18})[0]  # an adult
+    assert rule in _hits({**case, "victim_age": 17})[0]
+    assert rule not in _hits({**case, "low_income_status": "none"})[0]  # no hardship
+    # compensation not obtainable, or nothing received yet: "不能及时获得有效赔偿"
+    paid = {**case, "offender_status": "able_to_pay", "compensation_received_yuan": 500}
+    assert rule not in _hits(paid)[0]
+    assert rule in _hits({**paid, "compensation_received_yuan": 0})[0]
+    # harm to the person, or a sexual offence; not a property loss
+    assert rule not in _hits({**case, "harm_outcome": "property_loss"})[0]
+    assert rule not in _hits({**case, "harm_outcome": "none"})[0]
+    child_rape = {**case, "crime_type": "rape", "harm_outcome": "none"}
+    assert rule in _hits(child_rape)[0]
+
+
+def test_sexual_offence_victim() -> None:
+    rule = "SEXUAL_OFFENCE_VICTIM"
+    case = _case(
+        crime_type="rape", harm_outcome="none", victim_sex="female", **NO_COMPENSATION, **HARDSHIP
+    )
+    ids, status, _ = _hits(case)
+    assert rule in ids and status == EligibilityStatus.ELIGIBLE
+    # the v1.1 harm value marks a sexual or psychological harm whatever the crime's name
+    other = {**case, "crime_type": "other", "harm_outcome": "sexual_or_psychological"}
+    assert rule in _hits(other)[0]
+    assert rule not in _hits({**other, "harm_outcome": "minor_injury"})[0]
+    assert rule not in _hits({**case, "low_income_status": "none"})[0]
+    paid = {**case, "offender_status": "able_to_pay", "compensation_received_yuan": 1}
+    assert rule not in _hits(paid)[0]
+    # an adult victim: the minors' rule stays silent
+    assert "MINOR_VICTIM_PRIORITY" not in _hits({**case, "victim_age": 30})[0]
+
+
+def test_the_new_rules_cite_their_sources() -> None:
+    from features.rules import RULE_BY_ID
+
+    assert "关于全面加强未成年人国家司法救助工作的意见" in RULE_BY_ID["MINOR_VICTIM_PRIORITY"].zh
+    assert "性侵害" in RULE_BY_ID["SEXUAL_OFFENCE_VICTIM"].zh
