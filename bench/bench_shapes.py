@@ -1,10 +1,13 @@
 """Benchmark (#12): cheaper trees where quality allows — each model shape beside the shipped one.
 
-Run by hand: ``.venv/bin/python bench/bench_shapes.py [--rows 200000]``. Trains the whole
-bundle once per shape on the same generated history (``train_bundle``, no MLflow), then
-measures on the holdout year: the amount MAE (granted cases, yuan) relative to the shipped
-shape, each lead's AUC beside the shipped one, the trees of all models, one record explained
-(every model's TreeSHAP, median of 300 calls) and scores alone over the holdout (cases/s).
+Run by hand: ``.venv/bin/python bench/bench_shapes.py [--rows 200000] [--seeds 2026,2027]``.
+Trains the whole bundle once per shape and seed on the same generated histories
+(``train_bundle``, no MLflow), then measures on the holdout year, averaged over the seeds (one
+seed's holdout differs from another's by more than most shapes differ): the amount MAE
+(granted cases, yuan) relative to the first shape (the one before #12), the amount MAE's
+ratio to the oracle and the judicial-aid AUC's gap to the oracle (issue #11's figures), each
+lead's AUC beside the first shape's, the trees of all models, one record explained (every
+model's TreeSHAP, median of 300 calls) and scores alone over the holdout (cases/s).
 A shape is acceptable when the MAE is at most 0.5 % worse and no lead's AUC is more than
 0.002 lower (issue #12). Appends the table, with the command and date, to bench/RESULTS.md.
 """
@@ -28,15 +31,19 @@ from features.contract import parse_records
 from features.synthetic import generate_history
 from features.vectors import columns_from_frame
 from training.config import TrainingConfig, load_config
+from training.evaluate import evaluate_bundle
 from training.train import train_bundle
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "shipped (31 leaves, depth 6, lr 0.05)": {},
-    "15 leaves, depth 5": {"num_leaves": 15, "max_depth": 5},
-    "15 leaves, depth 4": {"num_leaves": 15, "max_depth": 4},
-    "7 leaves, depth 3": {"num_leaves": 7, "max_depth": 3},
-    "31 leaves, depth 6, lr 0.1": {"learning_rate": 0.1},
-    "15 leaves, depth 5, lr 0.1": {"num_leaves": 15, "max_depth": 5, "learning_rate": 0.1},
+    "before #12 (31 leaves, depth 6, lr 0.05)": {
+        "num_leaves": 31,
+        "max_depth": 6,
+        "learning_rate": 0.05,
+    },
+    "shipped (15 leaves, depth 5, lr 0.1)": {},
+    "31 leaves, depth 6, lr 0.1": {"num_leaves": 31, "max_depth": 6, "learning_rate": 0.1},
+    "15 leaves, depth 5, lr 0.05": {"num_leaves": 15, "max_depth": 5, "learning_rate": 0.05},
+    "7 leaves, depth 3, lr 0.1": {"num_leaves": 7, "max_depth": 3, "learning_rate": 0.1},
 }
 MAE_TOLERANCE = 0.005
 AUC_TOLERANCE = 0.002
@@ -80,6 +87,7 @@ def measure(history: Any, config: TrainingConfig) -> dict[str, Any]:
         name: float(roc_auc_score(label, scores.lead_probability[name]))
         for name, label in labels.items()
     }
+    metrics = evaluate_bundle(bundle, holdout).metrics
     one = {name: values[:1] for name, values in columns.items()}
     bundle.explained(one)
     explain_ms = 1000 * _median_seconds(lambda: bundle.explained(one), 300)
@@ -87,36 +95,60 @@ def measure(history: Any, config: TrainingConfig) -> dict[str, Any]:
     return {
         "mae": mae,
         "aucs": aucs,
+        "ratio_to_oracle": metrics["amount_mae_ratio_to_oracle"],
+        "oracle_gap": metrics["judicial_aid_oracle_auc"] - metrics["judicial_aid_auc"],
         "trees": sum(bundle.metadata["best_iterations"].values()),
         "explain_ms": explain_ms,
         "scores_per_s": len(holdout) / score_s,
     }
 
 
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One shape's figures averaged over the seeds (speeds from the first seed's run)."""
+    first = runs[0]
+    return {
+        **first,
+        "mae": statistics.mean(run["mae"] for run in runs),
+        "aucs": {
+            lead: statistics.mean(run["aucs"][lead] for run in runs) for lead in first["aucs"]
+        },
+        "ratio_to_oracle": statistics.mean(run["ratio_to_oracle"] for run in runs),
+        "oracle_gap": statistics.mean(run["oracle_gap"] for run in runs),
+        "trees": statistics.mean(run["trees"] for run in runs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--seeds", default="2026", help="comma-separated history seeds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    history = generate_history(args.rows, seed=args.seed)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     config = load_config()
-    results = {name: measure(history, shaped(config, change)) for name, change in SHAPES.items()}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SHAPES}
+    for seed in seeds:
+        history = generate_history(args.rows, seed=seed)
+        for name, change in SHAPES.items():
+            runs[name].append(measure(history, shaped(config, change)))
+    results = {name: _mean(found) for name, found in runs.items()}
     base = next(iter(results.values()))
     leads = list(base["aucs"])
     header = (
-        "| shape | trees | amount MAE vs shipped | "
+        "| shape | trees | amount MAE vs first | MAE ratio to oracle | judicial-aid AUC gap "
+        "to oracle | "
         + " | ".join(f"{name} AUC (Δ)" for name in leads)
         + " | one record explained, ms | scores/s | acceptable |"
     )
-    lines = [header, "|" + "---|" * (6 + len(leads))]
+    lines = [header, "|" + "---|" * (8 + len(leads))]
     for name, result in results.items():
         worse_mae = result["mae"] / base["mae"] - 1
         deltas = {lead: result["aucs"][lead] - base["aucs"][lead] for lead in leads}
         acceptable = worse_mae <= MAE_TOLERANCE and min(deltas.values()) >= -AUC_TOLERANCE
         cells = " | ".join(f"{result['aucs'][lead]:.4f} ({deltas[lead]:+.4f})" for lead in leads)
         lines.append(
-            f"| {name} | {result['trees']} | {worse_mae:+.2%} | {cells} | "
+            f"| {name} | {result['trees']:.0f} | {worse_mae:+.2%} | "
+            f"{result['ratio_to_oracle']:.4f} | {result['oracle_gap']:.4f} | {cells} | "
             f"{result['explain_ms']:.2f} | {result['scores_per_s']:,.0f} | "
             f"{'yes' if acceptable else 'no'} |"
         )
@@ -125,8 +157,9 @@ def main() -> None:
     text = "\n".join(
         [
             f"\n## Tree shapes (#12) ({dt.date.today().isoformat()})",
-            f"Command: `{command}`; {args.rows:,} generated cases (seed {args.seed}), one "
-            "training per shape, the same holdout year; acceptable = amount MAE at most "
+            f"Command: `{command}`; {args.rows:,} generated cases per seed (seeds "
+            f"{args.seeds}), one training per shape and seed, figures averaged over the seeds "
+            "(speeds from the first seed's run); acceptable = amount MAE at most "
             f"{MAE_TOLERANCE:.1%} worse and no lead AUC more than {AUC_TOLERANCE} lower.",
             "",
             *lines,

@@ -6,8 +6,14 @@ province (``RegionalPractice.deviant_offices``). The report flags an office whos
 ratio granted ÷ reference is more than 25 % above (or below) its province's median and that
 has at least 30 decisions. In provinces where the usual offices handle most of the cases
 (the deviant ones at most 35 % of them, so that "the usual practice of the province" is
-the usual offices' practice), every deviant office with 30 decisions is flagged in its own
-direction and at most 10 % of the usual offices are flagged.
+the usual offices' practice), at least 90 % of the deviant offices with 30 decisions are
+flagged, each in its own direction (none in the other), and at most 10 % of the usual offices
+are flagged. Not "every one": with 30 decisions the median ratio's standard error (about 0.1
+in log) is as large as the margin between a stingy office's expected ratio and the flag line
+where a third of its province is stingy too (the province's median moves toward them), so a
+claim about every office would hold or fail with the draw (it did, with #11's generator:
+office 120202, 31 decisions, 0.83 of its province's median against the 0.8 line, where the
+oracle's amounts give 0.77).
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def test_the_report_finds_the_offices_the_generator_made_deviant(by_office: Path
     assert (truth != "").sum() >= 8 and (truth == "").sum() >= 50  # enough to judge by
     found = enough.loc[truth != "", ["group", "flag", "count", "relative_to_parent"]]
     missed = found["flag"] != truth[truth != ""]
-    assert not missed.any(), found[missed]
+    assert missed.mean() <= 0.10, found[missed]
+    assert not (found["flag"][missed] != "").any(), found[missed]  # never the wrong direction
     false = (enough.loc[truth == "", "flag"] != "").mean()
     assert false <= 0.10, enough[(truth == "") & (enough["flag"] != "")]
     # the flags agree with the stated rule
