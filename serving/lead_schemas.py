@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from features.contract import PROVINCE_CODES
 from serving.leads import (
     DEPARTMENT_FAILURE,
     DEPARTMENTS,
@@ -22,6 +21,7 @@ from serving.leads import (
     LeadEvent,
     check_kind,
 )
+from serving.schemas import ProvinceCode
 
 if TYPE_CHECKING:
     Status = str
@@ -46,20 +46,13 @@ class LeadFilters(BaseModel):
         "rule) or department_failure:<rule> (线索类型)",
     )
     status: Status | None = Field(None, description="状态: " + ", ".join(STATUSES))
-    province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
+    province_code: ProvinceCode | None = Field(None, description="省份代码")
     overdue: bool | None = Field(None, description="past its transfer or feedback deadline (逾期)")
     assignee: str | None = Field(None, max_length=64, description="承办人")
     department: Department | None = Field(None, description="流转部门")
     case_id: str | None = Field(None, max_length=64, description="案件编号")
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=10_000_000)
-
-    @field_validator("province_code")
-    @classmethod
-    def _province(cls, value: str | None) -> str | None:
-        if value is not None and value not in PROVINCE_CODES:
-            raise ValueError(f"{value!r} is not a province code")
-        return value
 
     @field_validator("kind")
     @classmethod

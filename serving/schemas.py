@@ -9,9 +9,18 @@ Cross-field rules are checked by the contract's own parser after this model.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from features.contract import (
     CRIME_TYPES,
@@ -105,6 +114,26 @@ CaseRecord = create_model(  # type: ignore[call-overload]
     "excluded: 案件记录。",
     **{spec.name: _field(spec) for spec in INPUT_FIELDS},
 )
+
+
+def _known_province(value: str) -> str:
+    """A query's province code must be one the wage table knows."""
+    if value not in PROVINCE_CODES:
+        raise ValueError(f"{value!r} is not a province code")
+    return value
+
+
+def _utc_unless_offset(value: dt.datetime) -> dt.datetime:
+    """A moment without an offset is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+ProvinceCode = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{2}$"), AfterValidator(_known_province)
+]
+"""A province code in a query (the filters of lists, reports and leads)."""
+Moment = Annotated[dt.datetime, AfterValidator(_utc_unless_offset)]
+"""A moment in a query's range; one without an offset is UTC."""
 
 
 class ScoreRequest(BaseModel):
@@ -426,7 +455,7 @@ class PredictionFilters(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     case_id: str | None = Field(None, max_length=64, description="案件编号")
-    province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
+    province_code: ProvinceCode | None = Field(None, description="省份代码")
     office_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="办案检察院代码")
     flagged: bool | None = Field(None, description="any lead flagged (有线索)")
     lead: LeadName | None = Field(None, description="this lead flagged (线索类型)")
@@ -441,29 +470,14 @@ class PredictionFilters(BaseModel):
     crime_type: CrimeType | None = Field(None, description="案由")
     harm_outcome: HarmOutcome | None = Field(None, description="损害后果")
     granted: bool | None = Field(None, description="the answer carries a granted amount")
-    since: dt.datetime | None = Field(None, alias="from", description="from (inclusive)")
-    until: dt.datetime | None = Field(None, alias="to", description="to (exclusive)")
+    since: Moment | None = Field(None, alias="from", description="from (inclusive)")
+    until: Moment | None = Field(None, alias="to", description="to (exclusive)")
     order: Literal["newest", "lead_probability"] = Field(
         "newest", description="newest first, or the highest probability of `order_lead` first"
     )
     order_lead: LeadName = "judicial_aid"
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=10_000_000)
-
-    @field_validator("province_code")
-    @classmethod
-    def _province(cls, value: str | None) -> str | None:
-        if value is not None and value not in PROVINCE_CODES:
-            raise ValueError(f"{value!r} is not a province code")
-        return value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        """A moment without an offset is UTC."""
-        if value is None or value.tzinfo is not None:
-            return value
-        return value.replace(tzinfo=dt.UTC)
 
 
 class PredictionPage(BaseModel):
@@ -542,9 +556,9 @@ class DeviationQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     group_by: GroupBy = Field("office", description="分组: " + ", ".join(GROUP_BY))
-    since: dt.datetime | None = Field(None, alias="from", description="answered from (inclusive)")
-    until: dt.datetime | None = Field(None, alias="to", description="answered before (exclusive)")
-    province_code: str | None = Field(None, pattern=r"^[0-9]{2}$", description="省份代码")
+    since: Moment | None = Field(None, alias="from", description="answered from (inclusive)")
+    until: Moment | None = Field(None, alias="to", description="answered before (exclusive)")
+    province_code: ProvinceCode | None = Field(None, description="省份代码")
     office_code: str | None = Field(None, pattern=r"^[0-9]{6}$", description="办案检察院代码")
     aid_grade: int | None = Field(None, ge=1, le=9, description="救助等级 (1 = 一级)")
     tolerance: float = Field(
@@ -552,13 +566,6 @@ class DeviationQuery(BaseModel):
     )
     min_cases: int = Field(DEFAULT_MIN_CASES, ge=1, le=100_000, description="to be flagged")
     largest: int = Field(20, ge=0, le=200, description="largest deviations listed")
-
-    @field_validator("province_code")
-    @classmethod
-    def _province(cls, value: str | None) -> str | None:
-        if value is not None and value not in PROVINCE_CODES:
-            raise ValueError(f"{value!r} is not a province code")
-        return value
 
     @field_validator("office_code")
     @classmethod
@@ -570,14 +577,6 @@ class DeviationQuery(BaseModel):
                 f"{province!r}; the office code's first two digits must equal province_code"
             )
         return value
-
-    @field_validator("since", "until")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        """A moment without an offset is UTC."""
-        if value is None or value.tzinfo is not None:
-            return value
-        return value.replace(tzinfo=dt.UTC)
 
 
 class DeviationFigures(BaseModel):
