@@ -39,7 +39,7 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
     config = load_config().raw
     config["num_boost_round"] = 40  # few trees: the same config twice gives the same model
     (tmp_path / "fast.yaml").write_text(yaml.safe_dump(config))
-    previous_uri = mlflow.get_tracking_uri()
+    previous_uri, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     runner = CliRunner()
 
     def invoke(*args: str) -> Any:
@@ -50,7 +50,9 @@ def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invoke]:
     result = invoke("generate", "--rows", ROWS, "--seed", "5", "--out", "cases.parquet")
     assert result.exit_code == 0, result.output
     yield invoke
-    mlflow.set_tracking_uri(previous_uri)  # the session's registry again for later tests
+    # the session's tracking store and registry again for later tests (the CLI set both)
+    mlflow.set_tracking_uri(previous_uri)
+    mlflow.set_registry_uri(previous_registry)
 
 
 def _client() -> MlflowClient:
