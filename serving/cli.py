@@ -6,16 +6,20 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from aidrec.settings import Settings, settings_of
 from features.contract import parse_records
+from features.registries import RegistryConfig, card_dates
 from features.tables import TableError, table_format, write_table
 from serving.audit import AuditError, AuditStore, make_engine, migrate, verify_chain
 from serving.checkpoints import AuditKeyError
 from serving.guards import GuardedH11Protocol
 from serving.keys import KeyStoreError, ensure_keys, open_keys
+from serving.registry_store import RegistryStore, RegistryStoreError
 from serving.schemas import EXAMPLE_RECORD
 from serving.scopes import LEVELS_ZH, NATIONAL, Scope, ScopeError
 from serving.security import CASE_SYSTEM, HEADER, ROLES
@@ -28,11 +32,45 @@ CLI_ACTOR = "aidrec keys"
 """Who changed a key from the command line, as the audit trail names it."""
 
 
-def example_curl(host: str, port: int, key: str) -> str:
-    """One curl that scores the example case."""
+EXAMPLE_PERSON_DEPARTMENTS = ("disability", "dibao")
+"""Departments whose first covered person lends the example case a person key (see below)."""
+
+
+def example_person_key(settings: Settings) -> str | None:
+    """A person the imported registries hold on the example's decision date, or None.
+
+    ``aidrec run`` imports generated registries; with one of their person keys the example's
+    answer shows the live join (数据来源) instead of ``no_person_key``. No registry, or a
+    store that cannot be read, leaves the example without a key.
+    """
+    on = card_dates(np.array([EXAMPLE_RECORD["decision_year"]]), None)[0].item()
+    try:
+        store = RegistryStore.open(settings.registry_database_url)
+    except (RegistryStoreError, SQLAlchemyError) as exc:
+        log.info("the example case gets no person key: %s", exc)
+        return None
+    config = RegistryConfig.load()
+    try:
+        current = store.current(on)
+        for department in EXAMPLE_PERSON_DEPARTMENTS:
+            if department in current:
+                rows = store.rows_of(current[department].id)
+                covered = rows.loc[rows["status"].isin(config.department(department).active)]
+                if len(covered):
+                    return str(covered["person_key"].iloc[0])
+    except (RegistryStoreError, SQLAlchemyError) as exc:
+        log.info("the example case gets no person key: %s", exc)
+    finally:
+        store.close()
+    return None
+
+
+def example_curl(host: str, port: int, key: str, person_key: str | None = None) -> str:
+    """One curl that scores the example case (with a person key, joined to the registries)."""
     import json
 
-    body = json.dumps({"record": EXAMPLE_RECORD, "granted_amount_yuan": 30000}, ensure_ascii=False)
+    record = {**EXAMPLE_RECORD, "person_key": person_key} if person_key else EXAMPLE_RECORD
+    body = json.dumps({"record": record, "granted_amount_yuan": 30000}, ensure_ascii=False)
     return (
         f"curl -s -X POST http://{host}:{port}/v1/score -H 'Content-Type: application/json' "
         f"-H '{HEADER}: {key}' -d '{body}'"
@@ -59,9 +97,16 @@ def serve(
         typer.echo("API keys created, national scope (shown only this once):")
         for role, key in created.items():
             typer.echo(f"  {role:<12} {key}")
+        person_key = example_person_key(settings)
         typer.echo(
-            "score the example case with:\n  " + example_curl(host, port, created[CASE_SYSTEM])
+            "score the example case with:\n  "
+            + example_curl(host, port, created[CASE_SYSTEM], person_key)
         )
+        if person_key:
+            typer.echo(
+                "  (its person_key is a person the imported registries hold: the answer's "
+                "data_sources shows what they say beside the case card)"
+            )
     typer.echo(
         f"pages for reviewers (sign in with the reviewer or admin key): http://{host}:{port}/ui"
     )

@@ -303,3 +303,37 @@ def test_a_live_lead_names_its_registries_the_card_and_the_conflicts(
     unjoined = lead_sources(record, {"data_sources": None, "created_at": "2025-03-01T10:00"})
     assert {s["field"] for s in unjoined} == set(JOINED_FIELDS)
     assert {s["department"] for s in unjoined} == {"case_system"}
+
+
+def test_the_example_case_borrows_a_person_the_registries_cover(store: RegistryStore) -> None:
+    """`aidrec serve`'s first example scores a person the imported registries cover."""
+    from aidrec.settings import Settings
+    from serving.cli import example_person_key
+
+    settings = Settings(registry_url=store.engine.url.render_as_string(hide_password=False))
+    assert example_person_key(settings) is None  # no registry imported: no key
+    seed(store)
+    person = example_person_key(settings)
+    assert person == key("c")  # 残联 first: c holds a certificate
+    found = join_live(columns_of({"person_key": person}), store, CONFIG).sources[0]
+    assert found.status == data_sources.JOINED
+    assert field(found, "disability_certificate").registry is True
+
+
+def test_the_example_case_borrows_no_one_a_registry_lists_as_no_longer_covered(
+    store: RegistryStore,
+) -> None:
+    from aidrec.settings import Settings
+    from serving.cli import example_person_key
+
+    put(
+        store,
+        "dibao",
+        dt.date(2025, 6, 30),
+        person_key=[key("b"), key("a")],
+        status=["ended", "active"],
+        valid_from=["2019-01-01", "2020-01-01"],
+        valid_to=["2021-12-31", ""],
+    )
+    settings = Settings(registry_url=store.engine.url.render_as_string(hide_password=False))
+    assert example_person_key(settings) == key("a")
