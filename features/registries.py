@@ -445,18 +445,7 @@ def join_registries(
         ``disability_level_registry``; and ``registry_sources`` (JSON list of the
         departments that hold the person, each with its snapshot date).
     """
-    out = join_registry_columns(
-        {
-            "person_key": cards["person_key"].to_numpy(dtype=object),
-            "low_income_status": cards["low_income_status"].to_numpy(dtype=object),
-            "disability_certificate": cards["disability_certificate"].to_numpy(dtype=float),
-            "registry_flags": cards["registry_flags"].to_numpy(dtype=object),
-        },
-        rows,
-        snapshots,
-        dates,
-        config,
-    )
+    out = join_registry_columns(join_inputs(cards), rows, snapshots, dates, config)
     return pd.DataFrame(
         {
             name: pd.Series(values, dtype=object, index=cards.index)
@@ -465,6 +454,23 @@ def join_registries(
             for name, values in out.items()
         }
     )
+
+
+def join_inputs(
+    cards: pd.DataFrame | Mapping[str, Any], rows: Any = slice(None)
+) -> dict[str, np.ndarray]:
+    """The card columns :func:`join_registry_columns` reads, in the dtypes it expects.
+
+    ``cards`` is a frame or a mapping of columns; ``rows`` selects some of them. The
+    certificate is a float (1, 0 or NaN), the rest objects.
+    """
+    return {
+        name: np.asarray(
+            np.asarray(cards[name])[rows],
+            dtype=float if name == "disability_certificate" else object,
+        )
+        for name in ("person_key", *JOINED_FIELDS)
+    }
 
 
 def join_registry_columns(
@@ -476,8 +482,7 @@ def join_registry_columns(
 ) -> dict[str, np.ndarray]:
     """:func:`join_registries` as arrays (no DataFrame: the live answer's cheap form).
 
-    ``cards`` holds ``person_key``, ``low_income_status`` and ``registry_flags`` as object
-    arrays and ``disability_certificate`` as floats; the columns are those of
+    ``cards`` is what :func:`join_inputs` gives; the columns are those of
     :func:`join_registries`, in its order.
     """
     keys = _text(cards["person_key"])

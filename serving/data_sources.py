@@ -38,6 +38,7 @@ from features.registries import (
     RegistryConfig,
     card_dates,
     field_of,
+    join_inputs,
     join_registry_columns,
 )
 from serving import schemas
@@ -117,15 +118,8 @@ def join_live(
                 sources[i] = _card_only(UNAVAILABLE if view is None else NO_REGISTRIES, day)
             continue
         index = np.asarray(rows, dtype=int)
-        cards = {
-            name: np.asarray(
-                columns[name][index],
-                dtype=float if name == "disability_certificate" else object,
-            )
-            for name in ("person_key", *JOINED_FIELDS)
-        }
         joined = join_registry_columns(
-            cards, view.tables, view.snapshot_dates, dates[index], config
+            join_inputs(columns, index), view.tables, view.snapshot_dates, dates[index], config
         )
         for name in JOINED_FIELDS:
             out[name][index] = joined[name].astype(out[name].dtype)

@@ -22,6 +22,7 @@ from features.registries import (
     RegistryConfig,
     card_dates,
     extract_digest,
+    join_inputs,
     join_registries,
     join_registry_columns,
     validate_extract,
@@ -440,18 +441,7 @@ def test_one_card_at_a_time_joins_exactly_as_the_whole_chunk(
             }
             for kind, table in columns.items()
         }
-        one = join_registry_columns(
-            {
-                "person_key": card["person_key"].to_numpy(dtype=object),
-                "low_income_status": card["low_income_status"].to_numpy(dtype=object),
-                "disability_certificate": card["disability_certificate"].to_numpy(dtype=float),
-                "registry_flags": card["registry_flags"].to_numpy(dtype=object),
-            },
-            tables,
-            snapshots,
-            dates[i : i + 1],
-            CONFIG,
-        )
+        one = join_registry_columns(join_inputs(card), tables, snapshots, dates[i : i + 1], CONFIG)
         for name, values in one.items():
             parts.setdefault(name, []).append(values)
     assert list(parts) == list(whole.columns)
