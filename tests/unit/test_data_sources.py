@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,26 +27,12 @@ from serving import data_sources
 from serving.data_sources import join_live, lead_sources, pin_of
 from serving.registry_store import PERSON_INDEX, RegistryStore
 from serving.schemas import EXAMPLE_RECORD
-from tests.postgres import fresh_database
 
 CONFIG = RegistryConfig.load()
 
 
 def key(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryStore]:
-    if request.param == "sqlite":
-        opened = RegistryStore.open(f"sqlite:///{tmp_path / 'r.db'}")
-        yield opened
-        opened.close()
-        return
-    with fresh_database() as url:
-        opened = RegistryStore.open(url)
-        yield opened
-        opened.close()
 
 
 def put(store: RegistryStore, kind: str, on: dt.date, **columns: list[str]) -> int:

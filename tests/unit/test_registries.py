@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from features.registries import (
 from features.synthetic import generate_history
 from features.synthetic_registries import case_cards, generate_registries, registry_date
 from serving.registry_store import ROW_COLUMNS, RegistryStore, RegistryStoreError
-from tests.postgres import fresh_database
 
 CONFIG = RegistryConfig.load()
 SECRET = "s" * 40
@@ -107,19 +105,6 @@ def test_disability_attributes_are_checked() -> None:
         (2, "disability_level"),
         (2, "certificate"),
     }
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryStore]:
-    if request.param == "sqlite":
-        opened = RegistryStore.open(f"sqlite:///{tmp_path / 'r.db'}")
-        yield opened
-        opened.close()
-        return
-    with fresh_database() as url:
-        opened = RegistryStore.open(url)
-        yield opened
-        opened.close()
 
 
 def _import(store: RegistryStore, frame: pd.DataFrame, on: dt.date) -> bool:
