@@ -36,34 +36,28 @@ _PLAIN: dict[str, Any] = {
     "compensation_received_yuan": 0,
 }
 
+CHILD_RAPE = {
+    "zh": "14岁强奸被害人，低保、留守儿童（v1 记录：无人身伤害）",
+    "crime_type": "rape",
+    "harm_outcome": "none",
+    "victim_age": 14,
+    "victim_sex": "female",
+    "household_size": 3,
+    "dependants": 0,
+    "monthly_household_income_yuan": 1_500,
+    "low_income_status": "dibao",
+    "labor_capacity": "none",
+    "rural_hukou": True,
+    "registry_flags": "orphan_or_left_behind_child",
+}
+"""Issue #11's first case, as a v1 case system had to record it; its v1.1 record follows."""
+
 PLAUSIBILITY_CASES: dict[str, dict[str, Any]] = {
-    "child_rape_v1": {
-        "zh": "14岁强奸被害人，低保、留守儿童（v1 记录：无人身伤害）",
-        "crime_type": "rape",
-        "harm_outcome": "none",
-        "victim_age": 14,
-        "victim_sex": "female",
-        "household_size": 3,
-        "dependants": 0,
-        "monthly_household_income_yuan": 1_500,
-        "low_income_status": "dibao",
-        "labor_capacity": "none",
-        "rural_hukou": True,
-        "registry_flags": "orphan_or_left_behind_child",
-    },
+    "child_rape_v1": CHILD_RAPE,
     "child_rape_v11": {
+        **CHILD_RAPE,
         "zh": "同上（v1.1 记录：性侵害或严重精神损害）",
-        "crime_type": "rape",
         "harm_outcome": "sexual_or_psychological",
-        "victim_age": 14,
-        "victim_sex": "female",
-        "household_size": 3,
-        "dependants": 0,
-        "monthly_household_income_yuan": 1_500,
-        "low_income_status": "dibao",
-        "labor_capacity": "none",
-        "rural_hukou": True,
-        "registry_flags": "orphan_or_left_behind_child",
     },
     "adult_sexual_assault": {
         "zh": "26岁女性性侵害被害人，妇联登记困难",
