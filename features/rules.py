@@ -40,6 +40,9 @@ LOW_INCOME_RECOGNISED = ("dibao", "tekun", "marginal", "poverty_monitoring")
 SEVERE_LOW_INCOME = ("dibao", "tekun")
 SEXUAL_OFFENCES = ("rape",)
 """Crime types that are sexual offences (the contract's crime list has one)."""
+SEXUAL_HARM = "sexual_or_psychological"
+LIGHTER_THAN_SEXUAL_HARM = ("none", "slight_injury", "minor_injury")
+"""Recorded harms a sexual offence is read above (:func:`harm_as_read`)."""
 HARMED_IN_PERSON = (
     "death",
     "severe_injury",
@@ -239,8 +242,22 @@ def _not_compensated_in_time(columns: Columns) -> np.ndarray:
 def sexual_offence(columns: Columns) -> np.ndarray:
     """A sexual offence: the crime is one, or the harm is recorded as sexual or psychological."""
     return _among(columns, "crime_type", SEXUAL_OFFENCES) | _among(
-        columns, "harm_outcome", ("sexual_or_psychological",)
+        columns, "harm_outcome", (SEXUAL_HARM,)
     )
+
+
+def harm_as_read(columns: Columns) -> np.ndarray:
+    """The harm outcome as an office reads it: a sexual offence is at least sexual harm.
+
+    A sexual offence recorded as ``none`` (how a v1 case system had to record it) or with a
+    slight or minor injury is read as ``sexual_or_psychological``, so recording an injury
+    beside a rape never reads as a lighter harm than recording none; a severe injury or a
+    death is graver and is read as recorded. The amount's harm severity and the generated
+    offices' decisions both read the harm this way.
+    """
+    harm = _col(columns, "harm_outcome").astype(object)
+    lighter = among(harm, LIGHTER_THAN_SEXUAL_HARM) & sexual_offence(columns)
+    return np.where(lighter, SEXUAL_HARM, harm)
 
 
 def minor_victim(columns: Columns) -> np.ndarray:

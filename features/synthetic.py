@@ -66,8 +66,11 @@ them on 50,000). Every figure is public; the sources, as read on 2026-12-03:
 - *Property loss*: mean ≈ 2,300 — an estimate; published: 43,400 to a fraud victim who lost
   239,000 yuan in 无为 (2020), an uncommonly large loss.
 - Sexual or psychological harm is the v1.1 ``harm_outcome``; rape cases recorded as ``none``
-  (how a v1 case system had to record them, 5 % of rape cases) are read by the offices as
-  sexual harm (:func:`decided_harm`), so both records lead to the same decision.
+  (how a v1 case system had to record them, 5 % of rape cases) or with a slight or minor
+  injury (18 %) are read by the offices as sexual harm (:func:`decided_harm`, the rule
+  :func:`features.rules.harm_as_read` the amount's harm severity reads too), so recording
+  an injury beside a rape never lowers the decision, and the truth stays monotone in the
+  harm as the model's constraint requires.
 
 The **oracle** columns give what the best possible model could know:
 ``oracle_p_judicial_aid``, ``oracle_p_social_assistance``, ``oracle_p_civil_support`` (the
@@ -103,12 +106,12 @@ from features.contract import (
 from features.rules import (
     NO_COMPENSATION_OBTAINABLE,
     SEVERE_LOW_INCOME,
-    SEXUAL_OFFENCES,
     EligibilityStatus,
     RuleResults,
     compensation_in_hand,
     documented_loss,
     evaluate_rules,
+    harm_as_read,
     minor_victim,
     sexual_offence,
 )
@@ -690,13 +693,11 @@ class CardFacts:
 def decided_harm(record: dict[str, np.ndarray]) -> np.ndarray:
     """The harm as an office reads the card (an index into GENERATED_HARMS).
 
-    A sexual offence recorded as ``none`` (how a v1 case system had to record it) is read as
-    sexual or psychological harm.
+    A sexual offence is at least sexual or psychological harm (:func:`harm_as_read`): a rape
+    recorded as ``none`` (how a v1 case system had to record it) or with a slight or minor
+    injury is decided as sexual harm.
     """
-    harm = np.asarray(record["harm_outcome"], dtype=object)
-    index = np.array([GENERATED_HARMS.index(h) for h in harm], dtype=int)
-    v1_sexual = (harm == "none") & np.isin(record["crime_type"], SEXUAL_OFFENCES)
-    return np.where(v1_sexual, GENERATED_HARMS.index("sexual_or_psychological"), index)
+    return np.array([GENERATED_HARMS.index(h) for h in harm_as_read(record)], dtype=int)
 
 
 def _card_facts(record: dict[str, np.ndarray], base: np.ndarray) -> CardFacts:

@@ -38,6 +38,7 @@ from features.rules import (
     compensation_in_hand,
     documented_loss,
     evaluate_rules,
+    harm_as_read,
     sexual_offence,
 )
 from features.wages import WageTable
@@ -284,7 +285,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         labor = ordinal("labor_capacity", LABOR_INCAPACITY)
         harm = np.asarray(columns["harm_outcome"], dtype=object)
         values: dict[str, np.ndarray] = {
-            "harm_severity": ordinal("harm_outcome", HARM_SEVERITY),
+            "harm_severity": lookup(harm_as_read(columns), HARM_SEVERITY),
             "property_harm": (harm == "property_loss").astype(float),
             "sexual_offence": sexual_offence(columns).astype(float),
             "disability_severity": np.where(np.isnan(grade), 0.0, 11.0 - grade),

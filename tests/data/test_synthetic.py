@@ -168,6 +168,27 @@ def test_sexual_offences_against_minors_are_aided_often_and_substantially(
     assert v1["oracle_p_judicial_aid"].mean() > 0.3
 
 
+def test_an_injury_recorded_beside_a_rape_never_lowers_the_decision(
+    history: pd.DataFrame,
+) -> None:
+    """A rape with a slight or minor injury is decided at least as the sexual harm it was.
+
+    Before, a slight injury recorded beside a rape was decided as a slight injury and got less
+    than the same rape recorded with no injury: a truth the monotone amount model cannot follow.
+    """
+    rape = history[history["crime_type"] == "rape"]
+    lighter = rape[rape["harm_outcome"].isin(["none", "slight_injury"])]
+    sexual = rape[rape["harm_outcome"] == "sexual_or_psychological"]
+    assert len(lighter) > 50
+    # the same decided harm: the lead and the amount's location do not fall with the record
+    assert lighter["oracle_p_judicial_aid"].mean() > 0.8 * sexual["oracle_p_judicial_aid"].mean()
+    months = "oracle_amount_months_national"
+    assert (
+        lighter.loc[lighter["aid_granted"] == 1.0, months].median()
+        > 0.8 * sexual.loc[sexual["aid_granted"] == 1.0, months].median()
+    )
+
+
 def test_deaths_with_minor_dependants_receive_more(history: pd.DataFrame) -> None:
     deaths = history[(history["harm_outcome"] == "death") & (history["aid_granted"] == 1.0)]
     months = deaths["oracle_amount_months_national"]

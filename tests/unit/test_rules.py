@@ -242,6 +242,35 @@ def test_sexual_offence_victim() -> None:
     assert "MINOR_VICTIM_PRIORITY" not in _hits({**case, "victim_age": 30})[0]
 
 
+def test_a_sexual_offence_is_read_as_at_least_sexual_harm() -> None:
+    from features.rules import harm_as_read
+
+    columns = {
+        "crime_type": np.array(["rape"] * 5 + ["intentional_injury", "other"], dtype=object),
+        "harm_outcome": np.array(
+            [
+                "none",
+                "slight_injury",
+                "minor_injury",
+                "severe_injury",
+                "death",
+                "slight_injury",
+                "sexual_or_psychological",
+            ],
+            dtype=object,
+        ),
+    }
+    assert harm_as_read(columns).tolist() == [
+        "sexual_or_psychological",
+        "sexual_or_psychological",
+        "sexual_or_psychological",
+        "severe_injury",  # graver than sexual harm: read as recorded
+        "death",
+        "slight_injury",  # not a sexual offence
+        "sexual_or_psychological",
+    ]
+
+
 def test_the_new_rules_cite_their_sources() -> None:
     from features.rules import RULE_BY_ID
 

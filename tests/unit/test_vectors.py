@@ -99,6 +99,30 @@ def test_money_enters_in_months_of_the_base(fitted: CaseVectorizer, record: dict
     assert vector["base_monthly_wage"] == pytest.approx(125_102 / 12)
 
 
+def test_a_sexual_offence_reads_as_at_least_sexual_harm(
+    fitted: CaseVectorizer, record: dict[str, Any]
+) -> None:
+    """A rape recorded as none (v1), with a slight or a minor injury is sexual harm's severity.
+
+    Recording an injury beside a rape must never read as a lighter harm than recording none,
+    or the amount's monotone harm constraint would pull the two records apart.
+    """
+
+    def severity(**changes: Any) -> float:
+        frame = parse_record({**record, **changes}).frame.iloc[0].to_dict()
+        return _vector_of(fitted, frame)["harm_severity"]
+
+    sexual = severity(crime_type="other", harm_outcome="sexual_or_psychological")
+    for harm in ("none", "slight_injury", "minor_injury"):
+        assert severity(crime_type="rape", harm_outcome=harm) == sexual
+    assert severity(crime_type="intentional_injury", harm_outcome="none") < sexual
+    assert severity(crime_type="intentional_injury", harm_outcome="slight_injury") < sexual
+    assert severity(crime_type="rape", harm_outcome="severe_injury") > sexual
+    assert severity(crime_type="rape", harm_outcome="death") > severity(
+        crime_type="rape", harm_outcome="severe_injury"
+    )
+
+
 def test_unknown_stays_missing_and_unseen_levels_are_reported(
     small_history: pd.DataFrame, record: dict[str, Any]
 ) -> None:
