@@ -1,10 +1,10 @@
-"""Benchmark (#12): cheaper trees where quality allows — each model shape beside the shipped one.
+"""Benchmark (#12, #11): each model shape beside the shipped one, quality and cost.
 
 Run by hand: ``.venv/bin/python bench/bench_shapes.py [--rows 200000] [--seeds 2026,2027]``.
 Trains the whole bundle once per shape and seed on the same generated histories
 (``train_bundle``, no MLflow), then measures on the holdout year, averaged over the seeds (one
 seed's holdout differs from another's by more than most shapes differ): the amount MAE
-(granted cases, yuan) relative to the first shape (the one before #12), the amount MAE's
+(granted cases, yuan) relative to the first shape (the one before #11's shapes), the amount MAE's
 ratio to the oracle and the judicial-aid AUC's gap to the oracle (issue #11's figures), each
 lead's AUC beside the first shape's, the trees of all models, one record explained (every
 model's TreeSHAP, median of 300 calls) and scores alone over the holdout (cases/s).
@@ -34,25 +34,35 @@ from training.config import TrainingConfig, load_config
 from training.evaluate import evaluate_bundle
 from training.train import train_bundle
 
+NO_MONOTONE_SHAPES = {"monotone_shapes": False}
 SHAPES: dict[str, dict[str, Any]] = {
-    "before #12 (31 leaves, depth 6, lr 0.05)": {
-        "num_leaves": 31,
-        "max_depth": 6,
-        "learning_rate": 0.05,
+    "before #11 (15 leaves, depth 5, no monotone shapes)": {
+        "num_leaves": 15,
+        "max_depth": 5,
+        **NO_MONOTONE_SHAPES,
     },
-    "shipped (15 leaves, depth 5, lr 0.1)": {},
-    "31 leaves, depth 6, lr 0.1": {"num_leaves": 31, "max_depth": 6, "learning_rate": 0.1},
-    "15 leaves, depth 5, lr 0.05": {"num_leaves": 15, "max_depth": 5, "learning_rate": 0.05},
-    "7 leaves, depth 3, lr 0.1": {"num_leaves": 7, "max_depth": 3, "learning_rate": 0.1},
+    "shipped (3 leaves, depth 2, monotone shapes)": {},
+    "7 leaves, depth 3, monotone shapes": {"num_leaves": 7, "max_depth": 3},
+    "15 leaves, depth 5, monotone shapes": {"num_leaves": 15, "max_depth": 5},
+    "3 leaves, depth 2, no monotone shapes": NO_MONOTONE_SHAPES,
 }
 MAE_TOLERANCE = 0.005
 AUC_TOLERANCE = 0.002
 
 
 def shaped(config: TrainingConfig, change: dict[str, Any]) -> TrainingConfig:
-    """The config with every target's LightGBM parameters changed alike."""
+    """The config with every target's LightGBM parameters changed alike.
+
+    ``monotone_shapes: False`` in the change drops the amount's monotone shapes.
+    """
+    params = {k: v for k, v in change.items() if k != "monotone_shapes"}
+    keep_shapes = change.get("monotone_shapes", True)
     targets = {
-        name: dataclasses.replace(target, params={**target.params, **change})
+        name: dataclasses.replace(
+            target,
+            params={**target.params, **params},
+            shapes=target.shapes if keep_shapes else {},
+        )
         for name, target in config.targets.items()
     }
     return dataclasses.replace(config, targets=targets)
@@ -156,7 +166,7 @@ def main() -> None:
     command = " ".join([Path(sys.executable).name, *sys.argv])
     text = "\n".join(
         [
-            f"\n## Tree shapes (#12) ({dt.date.today().isoformat()})",
+            f"\n## Tree shapes (#12, #11) ({dt.date.today().isoformat()})",
             f"Command: `{command}`; {args.rows:,} generated cases per seed (seeds "
             f"{args.seeds}), one training per shape and seed, figures averaged over the seeds "
             "(speeds from the first seed's run); acceptable = amount MAE at most "

@@ -512,6 +512,11 @@ class ModelCard(BaseModel):
     )
     features: dict[str, list[str]]
     monotone_constraints: dict[str, int]
+    monotone_shapes: list[str] = Field(
+        default_factory=list,
+        description="the monotone features whose main effect the median starts from "
+        "(learned first, made monotone; training/shapes.py); empty for versions before #11's",
+    )
     flag_thresholds: dict[str, float]
     policy: dict[str, Any] = Field(description="the policy this version answers with")
     loaded_at: dt.datetime

@@ -37,6 +37,7 @@ from training.config import TrainingConfig
 from training.grades import GradedCases
 from training.groups import groups_from_metrics
 from training.policy import Policy
+from training.shapes import MonotoneShape, shape_contributions
 
 REFERENCE_AMOUNT = "reference_amount"
 """The name of the amount target, beside the lead names."""
@@ -79,8 +80,10 @@ class AmountModel:
 
     The boosters work on log(months): the median model is an L2 fit with monotone
     constraints (LightGBM allows none with L1 or quantile objectives), whose exp is the
-    conditional median when the noise is symmetric in log space; the interval's quantile
-    models are widened by a split-conformal margin (in log months) fitted on validation.
+    conditional median when the noise is symmetric in log space; it starts from the monotone
+    features' shapes (``training.shapes``: ``intercept`` plus each shape), so its log output
+    is that start plus the booster's. The interval's quantile models are widened by a
+    split-conformal margin (in log months) fitted on validation.
     """
 
     features: tuple[str, ...]
@@ -90,11 +93,18 @@ class AmountModel:
     high: lgb.Booster
     conformal_margin: float  # log-months added on both sides
     coverage: float
+    shapes: tuple[MonotoneShape, ...] = ()
+    intercept: float = 0.0
 
     def predict(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, low, high) in months, before the ceiling; low ≤ median ≤ high."""
-        log_median = predict(self.median, matrix[:, self.columns])
+        x = matrix[:, self.columns]
+        log_median = self.start(x) + predict(self.median, x)
         return (np.exp(log_median), *self.interval(matrix, log_median))
+
+    def start(self, x: np.ndarray) -> np.ndarray:
+        """Where the median booster starts, in log months: the intercept and the shapes."""
+        return np.asarray(self.intercept + shape_contributions(self.shapes, x).sum(axis=1))
 
     def interval(self, matrix: np.ndarray, log_median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The conformalised interval in months around a median given in log months."""
@@ -106,9 +116,21 @@ class AmountModel:
             np.exp(np.maximum(log_high, log_median)),
         )
 
+    def with_shapes(self, x: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """The median booster's TreeSHAP values ``phi`` (last column φ₀) with the start added.
+
+        Each feature's shape joins its TreeSHAP value and the intercept joins φ₀, so the row
+        still adds up to the log median.
+        """
+        phi = np.array(phi, dtype=float)
+        phi[:, :-1] += shape_contributions(self.shapes, x)
+        phi[:, -1] += self.intercept
+        return phi
+
     def contributions_in_months(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions in months and the base value, adding up to the median."""
-        return self.months_of(predict(self.median, matrix[:, self.columns], pred_contrib=True))
+        x = matrix[:, self.columns]
+        return self.months_of(self.with_shapes(x, predict(self.median, x, pred_contrib=True)))
 
     @staticmethod
     def months_of(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -432,6 +454,9 @@ class ModelBundle:
         else:
             futures = {target: run(shap, *model) for target, model in models.items()}
             raw = {target: future.result() for target, future in futures.items()}
+        raw[REFERENCE_AMOUNT] = self.amount.with_shapes(
+            matrix[:, self.amount.columns], raw[REFERENCE_AMOUNT]
+        )
         log_median = raw[REFERENCE_AMOUNT].sum(axis=1)
         low, high = self.amount.interval(matrix, log_median)
         probability = {
@@ -527,7 +552,8 @@ class ModelBundle:
         """What a reviewer needs to know of this version.
 
         Its training data, the evaluation it was promoted on (overall and by group), the
-        features of each model, the monotone constraints and the thresholds.
+        features of each model, the monotone constraints (and which of them the median starts
+        from as shapes) and the thresholds.
         """
         meta = self.metadata
         return {
@@ -543,6 +569,7 @@ class ModelBundle:
                 **{name: list(lead.features) for name, lead in self.leads.items()},
             },
             "monotone_constraints": dict(self.config.amount.monotone),
+            "monotone_shapes": [shape.feature for shape in self.amount.shapes],
             "flag_thresholds": self.lead_thresholds,
             "policy": self.policy.summary(),
         }

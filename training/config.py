@@ -14,6 +14,8 @@ from features.vectors import FEATURE_NAMES
 
 AMOUNT = "amount"
 LEAD = "lead"
+SHAPE_KEYS = ("num_leaves", "max_depth", "knots", "sample_rows")
+"""The settings of ``monotone_shapes`` (training.shapes), all positive integers."""
 
 
 class ConfigError(ValueError):
@@ -33,6 +35,7 @@ class TargetConfig:
     monotone: dict[str, int] = field(default_factory=dict)
     interval: float | None = None
     oracle: str | None = None  # a synthetic history's column holding the true value
+    shapes: dict[str, int] = field(default_factory=dict)  # the monotone main effects first
 
     def monotone_constraints(self) -> list[int]:
         """LightGBM's per-feature constraint list, in feature order."""
@@ -76,6 +79,24 @@ def _flatten(items: list[Any]) -> list[str]:
     return out
 
 
+def _shapes(
+    path: Path, name: str, spec: dict[str, Any], monotone: dict[str, int]
+) -> dict[str, int]:
+    """The checked ``monotone_shapes`` of a target (empty when it has none)."""
+    shapes = spec.get("monotone_shapes") or {}
+    where = f"{path}: targets.{name}.monotone_shapes"
+    if not shapes:
+        return {}
+    if not isinstance(shapes, dict) or set(shapes) != set(SHAPE_KEYS):
+        raise ConfigError(f"{where}: a mapping with exactly {list(SHAPE_KEYS)} is required")
+    if spec.get("kind") != AMOUNT or not monotone:
+        raise ConfigError(f"{where}: only the amount target with monotone features has shapes")
+    bad = [k for k, v in shapes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if bad:
+        raise ConfigError(f"{where}: {bad} must be positive integers")
+    return {str(k): int(v) for k, v in shapes.items()}
+
+
 def load_config(path: Path | str | None = None) -> TrainingConfig:
     """Read and check a training config; ``None`` is the shipped one."""
     path = Path(path) if path is not None else default_config_path()
@@ -98,6 +119,7 @@ def load_config(path: Path | str | None = None) -> TrainingConfig:
             raise ConfigError(f"{path}: targets.{name}.monotone: not among its features: {stray}")
         if spec.get("kind") not in (AMOUNT, LEAD):
             raise ConfigError(f"{path}: targets.{name}.kind must be '{AMOUNT}' or '{LEAD}'")
+        shapes = _shapes(path, name, spec, monotone)
         targets[name] = TargetConfig(
             name=name,
             kind=spec["kind"],
@@ -108,6 +130,7 @@ def load_config(path: Path | str | None = None) -> TrainingConfig:
             monotone=monotone,
             interval=spec.get("interval"),
             oracle=spec.get("oracle"),
+            shapes=shapes,
         )
     if sum(t.kind == AMOUNT for t in targets.values()) != 1:
         raise ConfigError(f"{path}: exactly one target of kind '{AMOUNT}' is required")

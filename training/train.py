@@ -39,6 +39,7 @@ from training.bundle import (
 )
 from training.config import TargetConfig, TrainingConfig
 from training.policy import Policy, load_policy
+from training.shapes import MonotoneShape, fit_monotone_shapes, shape_contributions
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,9 @@ def _fit_booster(
     config: TrainingConfig,
     train: tuple[np.ndarray, np.ndarray],
     valid: tuple[np.ndarray, np.ndarray],
+    start: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> lgb.Booster:
+    """A booster early-stopped on ``valid``, starting from ``start(x)`` when given."""
     params = {**target.params, **objective}
     if target.monotone:
         params["monotone_constraints"] = target.monotone_constraints()
@@ -116,8 +119,8 @@ def _fit_booster(
         # still open); "intermediate" holds them at the same holdout MAE (measured: 1.0148
         # vs 1.0146 of the oracle's), and tests/model/test_behaviour.py checks it
         params["monotone_constraints_method"] = "intermediate"
-    train_set = _dataset(*train, target)
-    valid_set = _dataset(*valid, target, reference=train_set)
+    train_set = _dataset(*train, target, **_init_score(start, train[0]))
+    valid_set = _dataset(*valid, target, reference=train_set, **_init_score(start, valid[0]))
     booster = lgb.train(
         params,
         train_set,
@@ -133,6 +136,37 @@ def _fit_booster(
         booster.best_iteration,
     )
     return booster
+
+
+def _init_score(start: Callable[[np.ndarray], np.ndarray] | None, x: np.ndarray) -> dict[str, Any]:
+    return {} if start is None else {"init_score": start(x)}
+
+
+def fit_shapes(
+    target: TargetConfig,
+    config: TrainingConfig,
+    train: tuple[np.ndarray, np.ndarray],
+    valid: tuple[np.ndarray, np.ndarray],
+) -> tuple[tuple[MonotoneShape, ...], float]:
+    """The monotone features' shapes and the intercept (``training.shapes``), or none."""
+    spec = target.shapes
+    if not spec:
+        return (), 0.0
+    shallow = {"num_leaves": spec["num_leaves"], "max_depth": spec["max_depth"]}
+    free = replace(target, monotone={}, params={**target.params, **shallow})
+    booster = _fit_booster(free, {"objective": target.objective}, config, train, valid)
+    x = train[0]
+    sample = x[:: max(1, len(x) // spec["sample_rows"])]
+    shapes, intercept = fit_monotone_shapes(
+        booster, sample, target.features, target.monotone_constraints(), spec["knots"]
+    )
+    log.info(
+        "%s: monotone shapes of %s from %d shallow trees",
+        target.name,
+        [shape.feature for shape in shapes],
+        booster.num_trees(),
+    )
+    return shapes, intercept
 
 
 def _columns(vectorizer: CaseVectorizer, features: tuple[str, ...]) -> np.ndarray:
@@ -158,7 +192,15 @@ def train_amount(
         )
     x, y = matrix[:, columns], np.log(np.where(granted, months, 1.0))
     train, valid = (x[tr], y[tr]), (x[va], y[va])
-    median = _fit_booster(target, {"objective": target.objective}, config, train, valid)
+    shapes, intercept = fit_shapes(target, config, train, valid)
+    median = _fit_booster(
+        target,
+        {"objective": target.objective},
+        config,
+        train,
+        valid,
+        start=lambda rows: intercept + shape_contributions(shapes, rows).sum(axis=1),
+    )
     coverage = float(target.interval or 0.8)
     tail = (1.0 - coverage) / 2.0
     free = replace(target, monotone={})  # LightGBM: no monotone constraints with quantiles
@@ -169,7 +211,9 @@ def train_amount(
     rank = min(1.0, np.ceil((va.sum() + 1) * coverage) / va.sum())
     margin = float(np.quantile(miss, rank, method="higher"))
     log.info("amount interval: conformal margin %.3f log-months on %d cases", margin, va.sum())
-    return AmountModel(target.features, columns, median, low, high, margin, coverage)
+    return AmountModel(
+        target.features, columns, median, low, high, margin, coverage, shapes, intercept
+    )
 
 
 def train_lead(

@@ -119,6 +119,7 @@ def test_model_card(api: dict[str, Any]) -> None:
     assert "province_code" not in card["features"]["reference_amount"]
     assert "province_code" in card["features"]["judicial_aid"]
     assert card["monotone_constraints"]["harm_severity"] == 1
+    assert set(card["monotone_shapes"]) == set(card["monotone_constraints"])
     assert card["training_data"]["rows"] > 0
 
 

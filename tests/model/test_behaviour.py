@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -136,6 +137,33 @@ def test_contributions_add_up_to_the_model_output(
         raw_margin = lead.booster.predict(matrix[:, lead.columns], raw_score=True)
         total = found.values.sum(axis=1) + found.base
         np.testing.assert_allclose(total, raw_margin, rtol=0, atol=1e-6)
+
+
+def test_the_median_starts_from_monotone_shapes_of_every_constrained_feature(
+    bundle: ModelBundle, model_history: pd.DataFrame
+) -> None:
+    """One shape per monotone feature, in its direction (training.shapes).
+
+    The log median is the shapes' start plus the booster, and an amount model saved before the
+    shapes existed (no ``shapes``/``intercept`` attributes) still scores, from the booster alone.
+    """
+    amount = bundle.amount
+    constraints = bundle.config.amount.monotone
+    assert {shape.feature for shape in amount.shapes} == set(constraints)
+    for shape in amount.shapes:
+        steps = np.diff(shape.values) * constraints[shape.feature]
+        assert np.all(steps >= -1e-12), shape.feature
+    matrix = bundle.vectorizer.transform(model_history.head(200))
+    x = matrix[:, amount.columns]
+    median, _, _ = amount.predict(matrix)
+    np.testing.assert_allclose(
+        np.log(median), amount.start(x) + amount.median.predict(x), rtol=0, atol=1e-9
+    )
+    legacy = copy.copy(amount)
+    del legacy.__dict__["shapes"], legacy.__dict__["intercept"]
+    np.testing.assert_allclose(
+        np.log(legacy.predict(matrix)[0]), amount.median.predict(x), rtol=0, atol=1e-9
+    )
 
 
 def test_minimum_functionality(bundle: ModelBundle, model_history: pd.DataFrame) -> None:
