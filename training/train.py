@@ -153,7 +153,9 @@ def fit_shapes(
     if not spec:
         return (), 0.0
     shallow = {"num_leaves": spec["num_leaves"], "max_depth": spec["max_depth"]}
-    free = replace(target, monotone={}, params={**target.params, **shallow})
+    free = replace(
+        target, name=f"{target.name} (shapes)", monotone={}, params={**target.params, **shallow}
+    )
     booster = _fit_booster(free, {"objective": target.objective}, config, train, valid)
     x = train[0]
     sample = x[:: max(1, len(x) // spec["sample_rows"])]
