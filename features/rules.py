@@ -41,7 +41,7 @@ SEVERE_LOW_INCOME = ("dibao", "tekun")
 SEXUAL_OFFENCES = ("rape",)
 """Crime types that are sexual offences (the contract's crime list has one)."""
 SEXUAL_HARM = "sexual_or_psychological"
-LIGHTER_THAN_SEXUAL_HARM = ("none", "slight_injury", "minor_injury")
+LIGHTER_THAN_SEXUAL_HARM = ("none", "property_loss", "slight_injury", "minor_injury")
 """Recorded harms a sexual offence is read above (:func:`harm_as_read`)."""
 HARMED_IN_PERSON = (
     "death",
@@ -249,11 +249,11 @@ def sexual_offence(columns: Columns) -> np.ndarray:
 def harm_as_read(columns: Columns) -> np.ndarray:
     """The harm outcome as an office reads it: a sexual offence is at least sexual harm.
 
-    A sexual offence recorded as ``none`` (how a v1 case system had to record it) or with a
-    slight or minor injury is read as ``sexual_or_psychological``, so recording an injury
-    beside a rape never reads as a lighter harm than recording none; a severe injury or a
-    death is graver and is read as recorded. The amount's harm severity and the generated
-    offices' decisions both read the harm this way.
+    A sexual offence recorded as ``none`` (how a v1 case system had to record it), as a
+    property loss, or with a slight or minor injury is read as ``sexual_or_psychological``, so
+    recording another harm beside a rape never reads as lighter than recording none; a
+    severe injury or a death is graver and is read as recorded. The amount's harm severity and
+    the generated offices' decisions both read the harm this way.
     """
     harm = _col(columns, "harm_outcome").astype(object)
     lighter = among(harm, LIGHTER_THAN_SEXUAL_HARM) & sexual_offence(columns)

@@ -52,6 +52,9 @@ HARM_SEVERITY = {
     "severe_injury": 3.0,
     "death": 4.0,
 }
+HARM_AS_READ, HARM_AS_RECORDED = "as_read", "as_recorded"
+"""How the harm severity reads the harm: through ``features.rules.harm_as_read`` (since #11),
+or as recorded (vectorisers fitted before, which lack ``harm_reading_``)."""
 LABOR_INCAPACITY = {"full": 0.0, "partial": 1.0, "none": 2.0}
 CATEGORICAL_FIELDS = (
     "province_code",
@@ -217,9 +220,20 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             seen = set(pd.unique(columns[name][pd.notna(columns[name])]))
             self.categories_[name] = [v for v in FIELD_BY_NAME[name].values if v in seen]
         self.feature_names_out_ = np.asarray(FEATURE_NAMES, dtype=object)
+        self.harm_reading_ = HARM_AS_READ
         self.categorical_features_ = list(CATEGORICAL_FIELDS)
         self.n_features_out_ = len(FEATURE_NAMES)
         return self
+
+    def _harm(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The harm the severity is read from.
+
+        As read by the rules (``harm_as_read``), or as recorded by a vectoriser fitted before
+        that reading: a registered older version keeps the features it was trained on.
+        """
+        if getattr(self, "harm_reading_", HARM_AS_RECORDED) == HARM_AS_READ:
+            return harm_as_read(columns)
+        return np.asarray(columns["harm_outcome"], dtype=object)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the matrix columns."""
@@ -285,7 +299,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         labor = ordinal("labor_capacity", LABOR_INCAPACITY)
         harm = np.asarray(columns["harm_outcome"], dtype=object)
         values: dict[str, np.ndarray] = {
-            "harm_severity": lookup(harm_as_read(columns), HARM_SEVERITY),
+            "harm_severity": lookup(self._harm(columns), HARM_SEVERITY),
             "property_harm": (harm == "property_loss").astype(float),
             "sexual_offence": sexual_offence(columns).astype(float),
             "disability_severity": np.where(np.isnan(grade), 0.0, 11.0 - grade),

@@ -14,8 +14,10 @@ from features.vectors import FEATURE_NAMES
 
 AMOUNT = "amount"
 LEAD = "lead"
-SHAPE_KEYS = ("num_leaves", "max_depth", "knots", "sample_rows")
-"""The settings of ``monotone_shapes`` (training.shapes), all positive integers."""
+SHAPE_MINIMUM = {"num_leaves": 2, "max_depth": 1, "knots": 2, "sample_rows": 1}
+"""The settings of ``monotone_shapes`` (training.shapes) and the least each can be: a shape
+needs two knots and a tree two leaves, or the shapes would be constants."""
+SHAPE_KEYS = tuple(SHAPE_MINIMUM)
 
 
 class ConfigError(ValueError):
@@ -83,17 +85,22 @@ def _shapes(
     path: Path, name: str, spec: dict[str, Any], monotone: dict[str, int]
 ) -> dict[str, int]:
     """The checked ``monotone_shapes`` of a target (empty when it has none)."""
-    shapes = spec.get("monotone_shapes") or {}
+    shapes = spec.get("monotone_shapes")
     where = f"{path}: targets.{name}.monotone_shapes"
-    if not shapes:
+    if shapes is None:
         return {}
     if not isinstance(shapes, dict) or set(shapes) != set(SHAPE_KEYS):
         raise ConfigError(f"{where}: a mapping with exactly {list(SHAPE_KEYS)} is required")
     if spec.get("kind") != AMOUNT or not monotone:
         raise ConfigError(f"{where}: only the amount target with monotone features has shapes")
-    bad = [k for k, v in shapes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    bad = [
+        key
+        for key, value in shapes.items()
+        if not isinstance(value, int) or isinstance(value, bool) or value < SHAPE_MINIMUM[key]
+    ]
     if bad:
-        raise ConfigError(f"{where}: {bad} must be positive integers")
+        minimum = {key: SHAPE_MINIMUM[key] for key in bad}
+        raise ConfigError(f"{where}: {bad} must be integers of at least {minimum}")
     return {str(k): int(v) for k, v in shapes.items()}
 
 

@@ -132,6 +132,7 @@ def _flat_params(config: TrainingConfig) -> dict[str, Any]:
             if key in target.params:
                 params[f"{name}.{key}"] = target.params[key]
     params["reference_amount.monotone"] = json.dumps(config.amount.monotone)
+    params["reference_amount.monotone_shapes"] = json.dumps(config.amount.shapes)
     return params
 
 

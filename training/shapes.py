@@ -3,9 +3,10 @@
 LightGBM keeps each tree monotone in a constrained feature, so a boosted sum can never take
 back a step an early tree overshot. On the amount it does: the first trees give the harm the
 effect of the costs that grow with it, and later trees cannot lower the harm's steps once the
-costs have their own (measured in #11: a noise-free fit of depth 2 stuck at 0.082 log-months
-RMSE with the constraints against 0.007 without, and 0.3-0.5 % on the amount's MAE against
-the oracle). So the median is fitted in two stages:
+costs have their own (measured in #11: a noise-free fit of depth 2 stalls at 0.082 log-months
+RMSE with the constraints against 0.007 without; on the amount's MAE ratio to the oracle, the
+shapes take 1.0101 to 1.0048 at depth 5 and 1.0151 to 1.0036 at depth 2, three seeds in
+bench/RESULTS.md). So the median is fitted in two stages:
 
 1. an unconstrained booster of shallow trees learns every feature's effect; each monotone
    feature's partial dependence on it (the mean prediction with the feature set to a knot,

@@ -158,7 +158,7 @@ def fit_shapes(
     )
     booster = _fit_booster(free, {"objective": target.objective}, config, train, valid)
     x = train[0]
-    sample = x[:: max(1, len(x) // spec["sample_rows"])]
+    sample = x[np.unique(np.linspace(0, len(x) - 1, min(len(x), spec["sample_rows"])).astype(int))]
     shapes, intercept = fit_monotone_shapes(
         booster, sample, target.features, target.monotone_constraints(), spec["knots"]
     )

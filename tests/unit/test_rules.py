@@ -246,10 +246,11 @@ def test_a_sexual_offence_is_read_as_at_least_sexual_harm() -> None:
     from features.rules import harm_as_read
 
     columns = {
-        "crime_type": np.array(["rape"] * 5 + ["intentional_injury", "other"], dtype=object),
+        "crime_type": np.array(["rape"] * 6 + ["intentional_injury", "other"], dtype=object),
         "harm_outcome": np.array(
             [
                 "none",
+                "property_loss",
                 "slight_injury",
                 "minor_injury",
                 "severe_injury",
@@ -261,6 +262,7 @@ def test_a_sexual_offence_is_read_as_at_least_sexual_harm() -> None:
         ),
     }
     assert harm_as_read(columns).tolist() == [
+        "sexual_or_psychological",
         "sexual_or_psychological",
         "sexual_or_psychological",
         "sexual_or_psychological",

@@ -86,7 +86,8 @@ def test_the_shipped_config_shapes_the_amount_only() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "named"),
     [
-        ("      knots: 32", "      knots: 0", "knots"),
+        ("      knots: 32", "      knots: 1", "knots"),  # one knot: a constant, no shape
+        ("      num_leaves: 3", "      num_leaves: 1", "num_leaves"),
         ("      knots: 32", "      knot: 32", "exactly"),
         ("      sample_rows: 2000", "      sample_rows: lots", "sample_rows"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,18 @@ def test_a_sexual_offence_reads_as_at_least_sexual_harm(
     assert severity(crime_type="rape", harm_outcome="death") > severity(
         crime_type="rape", harm_outcome="severe_injury"
     )
+
+
+def test_a_vectoriser_fitted_before_the_harm_reading_keeps_the_recorded_harm(
+    fitted: CaseVectorizer, record: dict[str, Any]
+) -> None:
+    """A registered older version is fed the features it was trained on."""
+    older = copy.deepcopy(fitted)
+    del older.harm_reading_
+    frame = parse_record({**record, "crime_type": "rape", "harm_outcome": "none"}).frame
+    row = frame.iloc[0].to_dict()
+    assert _vector_of(older, row)["harm_severity"] == 0.0
+    assert _vector_of(fitted, row)["harm_severity"] == 2.0
 
 
 def test_unknown_stays_missing_and_unseen_levels_are_reported(
