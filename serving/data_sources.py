@@ -41,7 +41,7 @@ from features.registries import (
     join_inputs,
     join_registry_columns,
 )
-from serving import schemas
+from serving import formats, schemas
 from serving.registry_store import RegistryStore, RegistryStoreError, RegistryView
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def lead_sources(record: Mapping[str, Any], answer: Mapping[str, Any]) -> list[d
     """
     found = answer.get("data_sources")
     if not found or found["status"] != JOINED:
-        day = str((found or {}).get("read_on") or answer["created_at"][:10])
+        day = str((found or {}).get("read_on") or formats.local_date(answer["created_at"]))
         return [
             {
                 "department": CASE_SYSTEM_SOURCE,

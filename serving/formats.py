@@ -127,7 +127,7 @@ def in_lead_order(names: Any) -> list[str]:
     return known + sorted(name for name in names if name not in LEAD_ZH)
 
 
-def local_time(moment: dt.datetime | str | None) -> str:
+def local_time(moment: dt.datetime | str | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
     """A stored moment (UTC, or its ISO text) as Beijing time: ``2025-03-04 14:05``."""
     if moment is None:
         return MISSING
@@ -139,7 +139,12 @@ def local_time(moment: dt.datetime | str | None) -> str:
             return text
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(BEIJING).strftime(pattern)
+
+
+def local_date(moment: dt.datetime | str | None) -> str:
+    """The Beijing date of a stored moment: ``2025-03-04`` (the date pages and sources show)."""
+    return local_time(moment, "%Y-%m-%d")
 
 
 def province(code: str | None) -> str:

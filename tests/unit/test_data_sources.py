@@ -287,6 +287,9 @@ def test_a_live_lead_names_its_registries_the_card_and_the_conflicts(
     unjoined = lead_sources(record, {"data_sources": None, "created_at": "2025-03-01T10:00"})
     assert {s["field"] for s in unjoined} == set(JOINED_FIELDS)
     assert {s["department"] for s in unjoined} == {"case_system"}
+    # the card's date is the Beijing date of the answer, as the pages show its time
+    late = lead_sources(record, {"data_sources": None, "created_at": "2025-03-01T17:30:00+00:00"})
+    assert {s["snapshot"] for s in late} == {"2025-03-02"}
 
 
 def test_the_example_case_borrows_a_person_the_registries_cover(store: RegistryStore) -> None:
