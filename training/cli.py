@@ -150,7 +150,7 @@ def train(
         raise _fail(str(exc)) from None
     m = evaluation.metrics
     log.info(
-        "amount MAE %.0f yuan (oracle %.0f, ratio %.3f); judicial-aid AUC %.4f (oracle %.4f)",
+        "amount MAE %.0f yuan (oracle %.0f, ratio %.4f); judicial-aid AUC %.4f (oracle %.4f)",
         m["amount_mae_yuan"],
         m.get("amount_oracle_mae_yuan", float("nan")),
         m.get("amount_mae_ratio_to_oracle", float("nan")),
