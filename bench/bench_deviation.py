@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from results import record
+
 BIN = Path(sys.executable).parent
 AIDREC = str(BIN / "aidrec")
 
@@ -119,9 +121,7 @@ def main() -> None:
         "|---|---|---|---|",
         *rows,
     ]
-    results = Path(__file__).with_name("RESULTS.md")
-    with results.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import command, record
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +51,7 @@ def main() -> None:
     tampering = len(re.findall(r"def test_(a_|an_|removing|the_verdict)", _text("test_audit_cli")))
     lines = [
         f"\n## Fault suite ({dt.date.today().isoformat()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` (pytest of "
+        f"Command: `{command()}` (pytest of "
         "tests/reliability, tests/api/test_audit_cli.py, tests/api/test_hardening.py: real "
         f"`aidrec serve` processes on loopback, 2 shared cores); {seconds:.0f} s; pytest: "
         f"`{summary}`; tampering and time-zone cases in test_audit_cli: {tampering}.",
@@ -61,9 +63,7 @@ def main() -> None:
             for name, value in figures.items()
         ],
     ]
-    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    sys.stdout.write("\n".join(lines) + "\n")
+    record(lines)
     if done.returncode != 0:
         sys.stdout.write(done.stdout[-3000:])
         raise SystemExit(done.returncode)

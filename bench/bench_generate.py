@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results import command, record
 
 from features.synthetic import generate_history
 from features.tables import write_table
@@ -35,7 +36,7 @@ def main() -> None:
                 timings[f"write {fmt}"].append(time.perf_counter() - started)
     lines = [
         f"\n## Synthetic history generation ({dt.date.today().isoformat()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; {args.rows:,} rows, "
+        f"Command: `{command()}`; {args.rows:,} rows, "
         f"median of {args.repeat} runs (2-core machine).",
         "",
         "| step | median s | min s | max s |",
@@ -53,13 +54,7 @@ def main() -> None:
     )
     lines.append(f"| generate + write parquet | {total_parquet:.2f} | | |")
     lines.append(f"| generate + write csv | {total_csv:.2f} | | |")
-    text = "\n".join(lines) + "\n"
-    results = Path(__file__).with_name("RESULTS.md")
-    if not results.exists():
-        results.write_text("# Benchmark results\n\nFigures measured by hand; newest last.\n")
-    with results.open("a") as handle:
-        handle.write(text)
-    sys.stdout.write(text)
+    record(lines)
 
 
 if __name__ == "__main__":

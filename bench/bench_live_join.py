@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from results import command, figure_table, record
 
 from features.contract import canonical_from_typed
 from features.registries import RegistryConfig, extract_digest, validate_extract
@@ -121,7 +122,7 @@ def main() -> None:
     title = f"\n## Live registry join (serving/data_sources.py) ({dt.date.today().isoformat()})"
     lines = [
         title,
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; one record per call, "
+        f"Command: `{command()}`; one record per call, "
         f"median of {args.repeat} calls, {rows} registry rows in SQLite, 2 shared cores.",
         "",
     ]
@@ -132,15 +133,8 @@ def main() -> None:
             *[f"| {k} | {before.get(k)} | {v} |" for k, v in figures.items()],
         ]
     else:
-        lines += [
-            "| figure | value |",
-            "|---|---|",
-            *[f"| {k} | {v} |" for k, v in figures.items()],
-        ]
-    text = "\n".join(lines) + "\n"
-    with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as handle:
-        handle.write(text)
-    sys.stdout.write(text)
+        lines += figure_table(figures)
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 from fastapi.testclient import TestClient  # noqa: E402
+from results import record  # noqa: E402
 
 from aidrec.settings import Settings  # noqa: E402
 from features.contract import INPUT_NAMES, parse_records, wire_value  # noqa: E402
@@ -171,8 +172,7 @@ def main() -> None:
         "|---|---|",
         *[f"| {name} | {value:,.2f} |" for name, value in results.items()],
     ]
-    with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import joblib
+from results import command, figure_table, record
 
 from features.department_rules import DepartmentRules
 from features.registries import DibaoTable, RegistryConfig, extract_digest, validate_extract
@@ -124,19 +125,14 @@ def main() -> None:
         figures["cards_per_s"] = round(screening["cards"] / screening["seconds"])
     lines = [
         f"\n## Screening with registries ({dt.date.today().isoformat()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; {args.cards:,} cards, "
+        f"Command: `{command()}`; {args.cards:,} cards, "
         f"bundle trained on {args.train_rows:,} generated cases, chunks of {args.chunk_rows:,}, "
         f"{args.top_reasons} model contributions per lead, "
         "registries in SQLite, 2 shared cores. Aim: 1M cards < 2 min, < 4 GB.",
         "",
-        "| figure | value |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in figures.items()],
+        *figure_table(figures),
     ]
-    text = "\n".join(lines) + "\n"
-    with (Path(__file__).parent / "RESULTS.md").open("a", encoding="utf-8") as handle:
-        handle.write(text)
-    sys.stdout.write(text)
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
+from results import command, record  # noqa: E402
+
 from aidrec.settings import Settings  # noqa: E402
 from features.contract import parse_record, parse_records  # noqa: E402
 from features.synthetic import generate_history  # noqa: E402
@@ -278,7 +280,7 @@ def main() -> None:
 
     lines = [
         f"\n## Scoring service, issue #12's table ({dt.date.today().isoformat()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; champion trained on "
+        f"Command: `{command()}`; champion trained on "
         f"{args.rows:,} synthetic cases; servers started as real processes, driven from the "
         "benchmark process over 127.0.0.1 (all share the 2 cores); one run, figures measured "
         "side by side.",
@@ -287,10 +289,7 @@ def main() -> None:
         "|---|---|---|",
         *[f"| {label} | {shown(results[key])} | {aim} |" for label, key, aim in AIMS],
     ]
-    text = "\n".join(lines) + "\n"
-    with Path(__file__).with_name("RESULTS.md").open("a") as handle:
-        handle.write(text)
-    sys.stdout.write(text)
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ import logging
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results import command, record
 from sklearn.metrics import roc_auc_score
 
 from features.contract import parse_records
@@ -163,11 +163,10 @@ def main() -> None:
             f"{'yes' if acceptable else 'no'} |"
         )
         sys.stdout.write(lines[-1] + "\n")
-    command = " ".join([Path(sys.executable).name, *sys.argv])
-    text = "\n".join(
+    record(
         [
             f"\n## Tree shapes (#12, #11) ({dt.date.today().isoformat()})",
-            f"Command: `{command}`; {args.rows:,} generated cases per seed (seeds "
+            f"Command: `{command()}`; {args.rows:,} generated cases per seed (seeds "
             f"{args.seeds}), one training per shape and seed, figures averaged over the seeds "
             "(speeds from the first seed's run); acceptable = amount MAE at most "
             f"{MAE_TOLERANCE:.1%} worse and no lead AUC more than {AUC_TOLERANCE} lower.",
@@ -175,8 +174,6 @@ def main() -> None:
             *lines,
         ]
     )
-    with Path(__file__).with_name("RESULTS.md").open("a") as handle:
-        handle.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import command, record
+
 from features.department_rules import DepartmentRules
 from features.registries import DibaoTable, RegistryConfig, registry_table, validate_extract
 from features.synthetic import generate_history
@@ -131,7 +133,7 @@ def main() -> None:
     rest = results["spark_s"] - results["spark_join_score_s"]
     lines = [
         f"\n## Screening on Spark `local[2]` beside the local engine (#14) ({dt.date.today()})",
-        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`; {n:,} generated cards "
+        f"Command: `{command()}`; {n:,} generated cards "
         f"with their nine departments' registries; champion version {info['version']} trained "
         f"on {args.train_rows:,} cases; both engines in one run on the 2 shared cores; the "
         "local engine without contributions per lead (the Spark engine lists none).",
@@ -149,10 +151,7 @@ def main() -> None:
         f"Leads: local {results['local_leads']:,} rows, Spark {results['spark_leads']:,} "
         "(the local table also holds the refused cards' rows).",
     ]
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    with Path(__file__).with_name("RESULTS.md").open("a") as handle:
-        handle.write(text)
+    record(lines)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ import datetime as dt
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from results import command, record
 from sklearn.metrics import roc_auc_score
 
 from features.synthetic import generate_history
@@ -54,11 +54,10 @@ def main() -> None:
             f"{sum(trees.values())} |"
         )
         sys.stdout.write(rows[-1] + "\n")
-    command = " ".join([Path(sys.executable).name, *sys.argv])
     header = "| cases | train s | amount MAE / oracle MAE | judicial-aid AUC | oracle AUC | trees |"
     lines = [
         f"\n## Training time by history size ({dt.date.today().isoformat()})",
-        f"Command: `{command}`; `train_bundle` only (vectorise, amount median + 2 quantiles, "
+        f"Command: `{command()}`; `train_bundle` only (vectorise, amount median + 2 quantiles, "
         "3 leads with calibration, similar-case index); one run per size, 2-core machine. "
         "Quality on each size's holdout year.",
         "",
@@ -66,9 +65,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    with Path(__file__).with_name("RESULTS.md").open("a") as handle:
-        handle.write(text)
+    record(lines)
 
 
 if __name__ == "__main__":
