@@ -37,7 +37,7 @@ from training.config import TrainingConfig
 from training.grades import GradedCases
 from training.groups import groups_from_metrics
 from training.policy import Policy
-from training.shapes import MonotoneShape, shape_contributions
+from training.shapes import MonotoneShape, booster_start, shape_contributions
 
 REFERENCE_AMOUNT = "reference_amount"
 """The name of the amount target, beside the lead names."""
@@ -104,7 +104,7 @@ class AmountModel:
 
     def start(self, x: np.ndarray) -> np.ndarray:
         """Where the median booster starts, in log months: the intercept and the shapes."""
-        return np.asarray(self.intercept + shape_contributions(self.shapes, x).sum(axis=1))
+        return booster_start(self.shapes, self.intercept, x)
 
     def interval(self, matrix: np.ndarray, log_median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The conformalised interval in months around a median given in log months."""

@@ -21,7 +21,7 @@ plus its TreeSHAP value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -92,17 +92,13 @@ def fit_monotone_shapes(
             float(np.clip(dependence[-1], curve.min(), curve.max())),
         )
         centre = float(np.mean(shape(column)))
-        shapes.append(
-            MonotoneShape(
-                shape.feature,
-                position,
-                direction,
-                grid,
-                curve - centre,
-                shape.unknown - centre,
-            )
-        )
+        shapes.append(replace(shape, values=curve - centre, unknown=shape.unknown - centre))
     return tuple(shapes), intercept
+
+
+def booster_start(shapes: tuple[MonotoneShape, ...], intercept: float, x: np.ndarray) -> np.ndarray:
+    """Where the constrained booster starts for rows ``x``, in its output's units."""
+    return np.asarray(intercept + shape_contributions(shapes, x).sum(axis=1))
 
 
 def shape_contributions(shapes: tuple[MonotoneShape, ...], x: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -39,7 +40,7 @@ from training.bundle import (
 )
 from training.config import TargetConfig, TrainingConfig
 from training.policy import Policy, load_policy
-from training.shapes import MonotoneShape, fit_monotone_shapes, shape_contributions
+from training.shapes import MonotoneShape, booster_start, fit_monotone_shapes
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def train_amount(
         config,
         train,
         valid,
-        start=lambda rows: intercept + shape_contributions(shapes, rows).sum(axis=1),
+        start=partial(booster_start, shapes, intercept),
     )
     coverage = float(target.interval or 0.8)
     tail = (1.0 - coverage) / 2.0
